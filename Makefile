@@ -1,0 +1,46 @@
+# ELBOLab — `make experiments` runs the comparison, `make test` runs the tests.
+# Both install missing system packages (GSL, gnuplot, OpenBLAS) with apt-get first.
+
+SWIFT      ?= swift
+RELEASE    := .build/release
+ELBOLAB    := $(RELEASE)/elbolab
+PACKAGES   := libgsl-dev gnuplot-nox libopenblas-dev
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TESTFLAGS  := -c release -Xswiftc -enable-testing
+
+.PHONY: all deps build test experiments bench fuzz clean
+
+all: build
+
+## deps: install the system packages that are missing (and say which)
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing missing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "make deps: apt-get failed; install$$missing by hand and retry" >&2; exit 1; }; \
+	fi
+
+## build: the release build of the library and the elbolab tool
+build: deps
+	$(SWIFT) build -c release --product elbolab
+
+## test: every unit, property and end-to-end test
+test: deps
+	$(SWIFT) build $(TESTFLAGS) --build-tests
+	$(SWIFT) test $(TESTFLAGS) --skip-build
+
+## experiments: run every spec in experiments/ and write results/
+experiments: build
+	$(ELBOLAB) run-all experiments --output results
+
+## bench: throughput and time-to-tolerance benchmarks, written to results/bench/
+bench: build
+	$(SWIFT) build -c release --product elbolab-bench
+	$(RELEASE)/elbolab-bench --output results/bench
+
+clean:
+	rm -rf .build

@@ -1,0 +1,24 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ELBOLab",
+    products: [
+        .library(name: "ELBOLab", targets: ["ELBOLab"]),
+        .executable(name: "elbolab", targets: ["elbolab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
+        .systemLibrary(name: "CGSL", path: "Sources/CGSL"),
+        .target(name: "ELBOLab", dependencies: ["CGSL"]),
+        .executableTarget(
+            name: "elbolab",
+            dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "ELBOLabTests", dependencies: ["ELBOLab"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,35 @@
+// The only place C names from GSL and OpenBLAS enter ELBOLab.
+#ifndef ELBOLAB_CGSL_SHIM_H
+#define ELBOLAB_CGSL_SHIM_H
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_math.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_sf_log.h>
+#include <gsl/gsl_sf_exp.h>
+#include <gsl/gsl_sf_gamma.h>
+#include <gsl/gsl_vector.h>
+#include <gsl/gsl_matrix.h>
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_multimin.h>
+
+// OpenBLAS's own thread control (libopenblas); GSL knows nothing of it.
+extern void openblas_set_num_threads(int num_threads);
+extern int openblas_get_num_threads(void);
+extern char *openblas_get_config(void);
+
+// Swift 6 rejects GSL's mutable globals as not concurrency-safe; reach them through functions.
+static inline const gsl_rng_type *elbolab_rng_mt19937(void) { return gsl_rng_mt19937; }
+static inline const gsl_rng_type *elbolab_rng_ranlxd2(void) { return gsl_rng_ranlxd2; }
+static inline const gsl_rng_type *elbolab_rng_taus2(void) { return gsl_rng_taus2; }
+static inline const gsl_rng_type *elbolab_rng_ranlux389(void) { return gsl_rng_ranlux389; }
+static inline const gsl_rng_type *elbolab_rng_gfsr4(void) { return gsl_rng_gfsr4; }
+static inline const gsl_multimin_fdfminimizer_type *elbolab_multimin_bfgs2(void) {
+    return gsl_multimin_fdfminimizer_vector_bfgs2;
+}
+
+#endif

@@ -1,0 +1,104 @@
+/// The work one step did, for the comparable axes of a curve.
+public struct StepWork: Sendable, Equatable {
+    /// Sweeps over the data, in units of N point-visits (a minibatch of B counts B/N).
+    public var dataPasses: Double
+    /// Gradient evaluations over a batch (or, for BFGS E-steps, the mean iterations per point).
+    public var gradientEvaluations: Int
+
+    public init(dataPasses: Double, gradientEvaluations: Int) {
+        self.dataPasses = dataPasses
+        self.gradientEvaluations = gradientEvaluations
+    }
+}
+
+/// An inference strategy as a stepper: it owns θ and its variational parameters and knows
+/// how to take one step. It does not score itself; the ``Scorer`` does, from outside.
+public protocol InferenceEngine: AnyObject {
+    /// The strategy's name (`per-datapoint`, …), for messages.
+    var name: String { get }
+    /// The current θ.
+    var model: LinearGaussianModel { get }
+    /// The current q over all N points.
+    func posteriors() throws -> GaussianPosteriors
+    /// Takes one step.
+    func step() throws -> StepWork
+}
+
+/// Builds the engine that `options` describe, starting from the seed's shared initial θ.
+public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
+    try data.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
+    let rng = RandomSource(seed: options.seed)
+    // Drawn first, from the same stream, for every strategy: curves start from one point.
+    let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
+    switch options.strategy {
+    case .mle:
+        return ClosedFormEngine(data: data, options: options)
+    case .em:
+        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints)
+    case .perDatapoint:
+        return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
+    case .amortized, .joint:
+        return try EncoderEngine(data: data, initial: initial, options: options, rng: rng)
+    }
+}
+
+/// Checks θ after a step: finite W and b, s2 positive and finite.
+func checkModel(_ model: LinearGaussianModel, engine: String, iteration: Int) throws {
+    if !(model.noiseVariance.isFinite && model.noiseVariance > 0) {
+        throw NumericalFault(engine: engine, iteration: iteration, quantity: "noise variance s2",
+                             detail: "is \(model.noiseVariance): it must stay positive and finite (lower the learning rate)")
+    }
+    if !model.loadings.isFinite {
+        throw NumericalFault(engine: engine, iteration: iteration, quantity: "loadings W", detail: "are not finite (lower the learning rate)")
+    }
+    if !model.offset.allSatisfy({ $0.isFinite }) {
+        throw NumericalFault(engine: engine, iteration: iteration, quantity: "offset b", detail: "is not finite (lower the learning rate)")
+    }
+}
+
+/// The closed-form MLE as an engine that has converged before its first step.
+final class ClosedFormEngine: InferenceEngine {
+    let name = Strategy.mle.rawValue
+    let data: Dataset
+    let options: FitOptions
+    lazy var fit: Result<MaximumLikelihoodFit, Error> = Result {
+        try LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
+    }
+
+    init(data: Dataset, options: FitOptions) {
+        self.data = data
+        self.options = options
+    }
+
+    var model: LinearGaussianModel {
+        // The fit was checked in `posteriors()` before the runner asks for the model.
+        (try? fit.get().model) ?? LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: RandomSource(seed: options.seed))
+    }
+
+    func posteriors() throws -> GaussianPosteriors {
+        try GaussianPosteriors.exactPosterior(of: try fit.get().model, data: data)
+    }
+
+    func step() throws -> StepWork { StepWork(dataPasses: 0, gradientEvaluations: 0) }
+}
+
+/// Exact EM (§5): E-step q = p(z|y), M-step in closed form, in moment form on S.
+final class ExactEMEngine: InferenceEngine {
+    let name = Strategy.em.rawValue
+    let data: Dataset
+    let constraints: ModelConstraints
+    private(set) var model: LinearGaussianModel
+
+    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints) {
+        self.data = data
+        self.constraints = constraints
+        model = initial
+    }
+
+    func posteriors() throws -> GaussianPosteriors { try GaussianPosteriors.exactPosterior(of: model, data: data) }
+
+    func step() throws -> StepWork {
+        model = try model.emStep(on: data, constraints: constraints)
+        return StepWork(dataPasses: 1, gradientEvaluations: 0)
+    }
+}

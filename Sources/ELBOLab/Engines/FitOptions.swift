@@ -1,0 +1,129 @@
+/// The strategies ELBOLab compares.
+public enum Strategy: String, Sendable, CaseIterable, Codable {
+    /// The closed-form maximum-likelihood fit (Tipping & Bishop): no iterations.
+    case mle
+    /// Exact EM: exact posterior E-step, closed-form M-step.
+    case em
+    /// Part A of the notes: a Gaussian q_n per data point, optimised per point, alternating with θ.
+    case perDatapoint = "per-datapoint"
+    /// Part B: an encoder g_φ(y) fitted with θ held, alternating with θ (variational EM).
+    case amortized
+    /// Part C: θ and φ together by gradient ascent on the ELBO (the VAE).
+    case joint
+}
+
+/// How the per-datapoint strategy solves its E-step.
+public enum ESolver: String, Sendable, CaseIterable, Codable {
+    /// The optimum of §6 in closed form.
+    case closedForm = "closed-form"
+    /// GSL's BFGS2 on each point's exact ELBO, points split across cores.
+    case bfgs
+    /// Adam on reparameterised one-sample gradients, as in the notes.
+    case adam
+}
+
+/// How θ is updated given q.
+public enum MStep: String, Sendable, CaseIterable, Codable {
+    /// The maximiser of the ELBO over θ given q, in closed form.
+    case closedForm = "closed-form"
+    /// One Adam step along the exact gradient with respect to θ.
+    case gradient
+}
+
+/// Every setting of a fit. The CLI's `fit` and the experiment runner both build engines from it.
+public struct FitOptions: Sendable, Equatable, Codable {
+    public var strategy: Strategy
+    /// Latent dimension J.
+    public var latent: Int
+    /// What is held fixed (s2, b = 0).
+    public var constraints: ModelConstraints = .free
+    /// Seed of the run's one random stream (initial θ, encoder weights, Monte Carlo draws).
+    public var seed: UInt64 = 1
+    /// Iteration cap.
+    public var iterations: Int? = nil
+    /// Wall-clock cap in seconds (scoring excluded).
+    public var maxSeconds: Double = 60
+    /// Stop once the exact ELBO improves by less than this (nats/point) over `window` logged rows.
+    public var tolerance: Double? = nil
+    /// Logged rows the stop rule looks back over.
+    public var window: Int = 5
+    /// Log every this many iterations; nil logs on a geometric grid (about 20 rows a decade).
+    public var logEvery: Int? = nil
+
+    /// Per-datapoint: the covariance family of each q_n.
+    public var covariance: GaussianPosteriors.Family = .diagonal
+    /// Per-datapoint: the E-step solver.
+    public var eSolver: ESolver = .closedForm
+    /// Per-datapoint: inner iterations per E-step (BFGS iterations or Adam steps).
+    public var eSteps: Int? = nil
+    /// Per-datapoint and amortized: the θ update.
+    public var mStep: MStep = .closedForm
+
+    /// Amortized and joint: the encoder family.
+    public var encoder: EncoderKind = .linear
+    /// MLP encoder width.
+    public var hidden: Int = 32
+    /// Amortized: encoder steps per θ step.
+    public var encoderSteps: Int = 5
+    /// Amortized and joint: the gradient estimator for q's parameters.
+    public var gradient: GradientEstimator? = nil
+    /// Monte Carlo estimators: the KL term.
+    public var kl: KLEstimator = .analytic
+    /// Monte Carlo samples per point per step.
+    public var samples: Int = 1
+    /// Minibatch size; nil is the full batch.
+    public var batch: Int? = nil
+    /// Adam step size; nil picks the strategy's default.
+    public var learningRate: Double? = nil
+    /// Decay the step size as α/√(1 + t/τ) with this τ (Monte Carlo gradients); 0 keeps it constant; nil the default.
+    public var decay: Double? = nil
+
+    public init(strategy: Strategy, latent: Int) {
+        self.strategy = strategy
+        self.latent = latent
+    }
+
+    /// The gradient estimator in force (joint and amortized default to the reparameterised one).
+    public var resolvedGradient: GradientEstimator { gradient ?? .reparam }
+
+    /// Whether the strategy's updates are Monte Carlo estimates.
+    public var isStochastic: Bool {
+        switch strategy {
+        case .mle, .em: return false
+        case .perDatapoint: return eSolver == .adam
+        case .amortized, .joint: return resolvedGradient != .exact
+        }
+    }
+
+    /// The stop tolerance in force (nats/point over the window).
+    public var resolvedTolerance: Double { tolerance ?? (strategy == .em ? 1e-10 : 1e-6) }
+
+    /// The step size in force.
+    public var resolvedLearningRate: Double {
+        if let learningRate { return learningRate }
+        switch strategy {
+        case .joint: return isStochastic ? 0.02 : 0.02
+        case .amortized: return 0.02
+        default: return 0.05
+        }
+    }
+
+    /// The step-size schedule in force: Monte Carlo gradients decay, exact ones stay constant.
+    public var resolvedSchedule: StepSchedule {
+        let tau = decay ?? (isStochastic ? 200 : 0)
+        return tau > 0 ? .decay(halfLife: tau, power: 0.5) : .constant
+    }
+
+    /// The iteration cap in force.
+    public var resolvedIterations: Int {
+        if let iterations { return iterations }
+        switch strategy {
+        case .mle: return 0
+        case .em: return 10_000
+        default: return 100_000
+        }
+    }
+
+    /// Inner iterations per E-step in force.
+    public var resolvedESteps: Int { eSteps ?? (eSolver == .adam ? 5 : 50) }
+}

@@ -1,0 +1,141 @@
+import CGSL
+import Dispatch
+
+/// One logged row of a curve (per-point nats).
+public struct CurveRow: Sendable, Equatable {
+    public var iteration: Int
+    public var dataPasses: Double
+    public var gradientEvaluations: Int
+    /// Training seconds so far, scoring excluded.
+    public var seconds: Double
+    public var score: Score
+
+    /// The CSV header every curve file uses.
+    public static let csvHeader = "iteration,data_passes,gradient_evaluations,seconds,elbo,loglik,approximation_gap,amortization_gap"
+
+    /// The row as CSV fields, matching ``csvHeader``.
+    public var csvFields: String {
+        "\(iteration),\(formatNumber(dataPasses)),\(gradientEvaluations),\(formatNumber(seconds)),\(formatNumber(score.elbo)),\(formatNumber(score.logLikelihood)),\(formatNumber(score.approximationGap)),\(formatNumber(score.amortizationGap))"
+    }
+}
+
+/// Why a fit stopped.
+public enum StopReason: String, Sendable, Codable {
+    /// The exact ELBO improved by less than the tolerance over the window.
+    case converged
+    /// The iteration cap was reached.
+    case iterations
+    /// The time cap was reached.
+    case time
+    /// A numerical fault (the error is kept in ``FitResult/fault``).
+    case fault
+    /// The user interrupted the run.
+    case interrupted
+    /// Nothing to iterate (the closed-form MLE).
+    case closedForm = "closed-form"
+}
+
+/// Everything a fit produced.
+public struct FitResult: Sendable {
+    public var options: FitOptions
+    public var curve: [CurveRow]
+    public var model: LinearGaussianModel
+    /// The closed-form MLE under the same constraints.
+    public var mle: MaximumLikelihoodFit
+    public var stopReason: StopReason
+    /// The fault that stopped the run, if any.
+    public var fault: String?
+
+    /// The last logged row.
+    public var final: CurveRow? { curve.last }
+
+    /// Training seconds until the exact ELBO first came within `epsilon` nats/point of the MLE,
+    /// at logged rows; nil when it never did.
+    public func secondsTo(within epsilon: Double) -> Double? {
+        curve.first { mle.logLikelihood - $0.score.elbo <= epsilon }?.seconds
+    }
+
+    /// Iterations until within `epsilon` of the MLE, at logged rows.
+    public func iterationsTo(within epsilon: Double) -> Int? {
+        curve.first { mle.logLikelihood - $0.score.elbo <= epsilon }?.iteration
+    }
+}
+
+/// Runs an engine on a schedule, scores it with the one exact scorer, and stops by the rule.
+public struct FitRunner {
+    /// Progress, called after every logged row.
+    public var progress: (@Sendable (CurveRow) -> Void)?
+    /// Checked between steps; true stops the run as interrupted.
+    public var shouldStop: (@Sendable () -> Bool)?
+
+    public init(progress: (@Sendable (CurveRow) -> Void)? = nil, shouldStop: (@Sendable () -> Bool)? = nil) {
+        self.progress = progress
+        self.shouldStop = shouldStop
+    }
+
+    /// Whether iteration `t` is logged: every iteration up to 10, then about 20 a decade.
+    static func isLogged(_ t: Int, every: Int?) -> Bool {
+        if let every { return t % max(1, every) == 0 }
+        if t <= 10 { return true }
+        return Int((20 * log10(Double(t))).rounded(.down)) > Int((20 * log10(Double(t - 1))).rounded(.down))
+    }
+
+    /// Fits `data` as `options` say.
+    public func fit(_ data: Dataset, options: FitOptions) throws -> FitResult {
+        let mle = try LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
+        let engine = try makeEngine(options, data: data)
+        var result = FitResult(options: options, curve: [], model: engine.model, mle: mle,
+                               stopReason: options.strategy == .mle ? .closedForm : .iterations, fault: nil)
+        var passes = 0.0, gradients = 0, seconds = 0.0
+        func record(_ t: Int) throws {
+            let score = try Scorer.score(data: data, model: engine.model, q: try engine.posteriors())
+            guard score.elbo.isFinite && score.logLikelihood.isFinite else {
+                throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO", detail: "is \(score.elbo) (log-likelihood \(score.logLikelihood))")
+            }
+            let row = CurveRow(iteration: t, dataPasses: passes, gradientEvaluations: gradients, seconds: seconds, score: score)
+            result.curve.append(row)
+            result.model = engine.model
+            progress?(row)
+        }
+        do {
+            try record(0)
+            let maxIterations = options.strategy == .mle ? 0 : options.resolvedIterations
+            let tolerance = options.resolvedTolerance
+            var t = 0
+            while t < maxIterations {
+                if shouldStop?() == true { result.stopReason = .interrupted; break }
+                let start = DispatchTime.now().uptimeNanoseconds
+                let work = try engine.step()
+                seconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                t += 1
+                passes += work.dataPasses
+                gradients += work.gradientEvaluations
+                let last = t == maxIterations || seconds >= options.maxSeconds
+                if FitRunner.isLogged(t, every: options.logEvery) || last {
+                    try record(t)
+                    if converged(result.curve, window: options.window, tolerance: tolerance) { result.stopReason = .converged; break }
+                }
+                if seconds >= options.maxSeconds { result.stopReason = .time; break }
+            }
+        } catch let fault as NumericalFault {
+            result.stopReason = .fault
+            result.fault = fault.description
+        }
+        return result
+    }
+
+    /// The best ELBO of the last `window` rows beats the best before them by less than `tolerance`.
+    func converged(_ curve: [CurveRow], window: Int, tolerance: Double) -> Bool {
+        guard curve.count > window else { return false }
+        let split = curve.count - window
+        let before = curve[..<split].map(\.score.elbo).max() ?? -.infinity
+        let recent = curve[split...].map(\.score.elbo).max() ?? -.infinity
+        return recent - before < tolerance
+    }
+}
+
+/// A number in its shortest exact decimal form (`0.1`, `1e-07`, `-1234.5`).
+public func formatNumber(_ x: Double) -> String {
+    if x == x.rounded() && abs(x) < 1e15 { return String(Int64(x)) }
+    return String(x)
+}

@@ -1,0 +1,219 @@
+import CGSL
+
+/// Part A of the notes, variational EM: every point owns q_n = N(m_n, S_n); an E-step
+/// optimises each q_n with θ held, then an M-step updates θ with q held.
+final class PerDatapointEngine: InferenceEngine {
+    let name = Strategy.perDatapoint.rawValue
+    let data: Dataset
+    let options: FitOptions
+    let rng: RandomSource
+    private(set) var model: LinearGaussianModel
+    private var q: GaussianPosteriors
+    private let parameterization: ModelParameterization
+    private var modelOptimizer: Adam
+    private var localOptimizer: Adam?
+    private var localLogVariances: Matrix?
+    private var iteration = 0
+
+    init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
+        if options.eSolver == .adam && options.covariance == .full {
+            throw InputError("--e-solver adam supports --covariance diagonal only (use closed-form or bfgs for full)")
+        }
+        self.data = data
+        self.options = options
+        self.rng = rng
+        model = initial
+        let n = data.count, j = options.latent
+        // q starts at the prior N(0, I) for every point, as the peers' AutoNormal guides do.
+        let width = options.covariance == .diagonal ? j : j * j
+        var scales = Matrix(rows: n, cols: width)
+        for p in 0..<n { for k in 0..<j { scales[p, options.covariance == .diagonal ? k : k * j + k] = 1 } }
+        q = GaussianPosteriors(means: Matrix(rows: n, cols: j), family: options.covariance, scales: scales)
+        parameterization = ModelParameterization(data: data, latent: j, constraints: options.constraints)
+        modelOptimizer = Adam(count: parameterization.count, learningRate: options.resolvedLearningRate)
+        if options.eSolver == .adam {
+            localOptimizer = Adam(count: 2 * n * j, learningRate: options.resolvedLearningRate, schedule: options.resolvedSchedule)
+            localLogVariances = Matrix(rows: n, cols: j)
+        }
+    }
+
+    func posteriors() throws -> GaussianPosteriors { q }
+
+    func step() throws -> StepWork {
+        iteration += 1
+        var work = StepWork(dataPasses: 0, gradientEvaluations: 0)
+        switch options.eSolver {
+        case .closedForm:
+            q = try GaussianPosteriors.optimal(options.covariance, model: model, data: data)
+            work.dataPasses += 1
+        case .bfgs:
+            let iterations = try bfgsEStep()
+            work.dataPasses += 1
+            work.gradientEvaluations += iterations
+        case .adam:
+            adamEStep()
+            work.dataPasses += Double(options.resolvedESteps)
+            work.gradientEvaluations += options.resolvedESteps
+        }
+        switch options.mStep {
+        case .closedForm:
+            model = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: options.constraints)
+        case .gradient:
+            let g = ELBOGradient.model(batch: Batch(data), model: model, locations: q.means, covarianceSum: q.covarianceSum())
+            var x = parameterization.pack(model)
+            modelOptimizer.step(&x, gradient: parameterization.pullback(g, at: model))
+            model = parameterization.unpack(x)
+            work.gradientEvaluations += 1
+        }
+        work.dataPasses += 1
+        try checkModel(model, engine: name, iteration: iteration)
+        return work
+    }
+
+    /// The E-step of the notes: Adam on (m_n, log v_n) with reparameterised one-sample gradients.
+    private func adamEStep() {
+        guard var optimizer = localOptimizer, var logV = localLogVariances else { return }
+        let n = data.count, j = options.latent
+        let batch = Batch(data)
+        var x = [Double](repeating: 0, count: 2 * n * j)
+        for _ in 0..<options.resolvedESteps {
+            let g = ELBOGradient.meanField(batch: batch, model: model, means: q.means, logVariances: logV,
+                                           estimator: .reparam, kl: options.kl, samples: options.samples, rng: rng)
+            var grad = g.means.storage
+            grad.append(contentsOf: g.logVariances.storage)
+            for i in 0..<(n * j) { x[i] = q.means.storage[i]; x[n * j + i] = logV.storage[i] }
+            optimizer.step(&x, gradient: grad)
+            for i in 0..<(n * j) { q.means.storage[i] = x[i]; logV.storage[i] = x[n * j + i] }
+        }
+        q.scales = Matrix(rows: n, cols: j, storage: logV.storage.map { exp($0) })
+        localOptimizer = optimizer
+        localLogVariances = logV
+    }
+
+    /// GSL BFGS2 on each point's exact negative ELBO, warm-started from the current q_n,
+    /// points split into fixed blocks across cores. Returns the mean iterations per point.
+    private func bfgsEStep() throws -> Int {
+        let j = options.latent, n = data.count
+        let full = options.covariance == .full
+        let dim = full ? j + j * (j + 1) / 2 : 2 * j
+        let p = model.projections(of: data)          // Wᵀ(y_n − b), N × J
+        let g = model.gram, s2 = model.noiseVariance
+        let current = q
+        let maxIterations = options.resolvedESteps
+        let blocks = try blockedReduce(count: n, blockSize: 256) { range -> Result<(Matrix, Matrix, Int), Error> in
+            Result {
+                let problem = PointProblem(latent: j, full: full, gram: g, noiseVariance: s2)
+                let minimizer = try BFGSMinimizer(dimension: dim, objective: problem.evaluate)
+                var means = Matrix(rows: range.count, cols: j)
+                var scales = Matrix(rows: range.count, cols: current.scales.cols)
+                var x = [Double](repeating: 0, count: dim)
+                var total = 0
+                for (k, point) in range.enumerated() {
+                    for c in 0..<j { problem.projection[c] = p[point, c] }
+                    problem.encode(mean: current.means, scales: current.scales, row: current.isShared ? 0 : point, point: point, into: &x)
+                    total += minimizer.minimize(&x, maxIterations: maxIterations, gradientTolerance: 1e-9)
+                    problem.decode(x, means: &means, scales: &scales, row: k)
+                }
+                return (means, scales, total)
+            }
+        }.map { try $0.get() }
+        var means = Matrix(rows: n, cols: j), scales = Matrix(rows: n, cols: current.scales.cols)
+        var total = 0
+        var offset = 0
+        for (m, s, t) in blocks {
+            for i in 0..<m.storage.count { means.storage[offset * j + i] = m.storage[i] }
+            for i in 0..<s.storage.count { scales.storage[offset * s.cols + i] = s.storage[i] }
+            offset += m.rows
+            total += t
+        }
+        q = GaussianPosteriors(means: means, family: options.covariance, scales: scales)
+        return total / max(n, 1)
+    }
+}
+
+/// One point's negative ELBO as a function of x = [m, log v] (diagonal) or
+/// x = [m, lower triangle of L with log L_kk on the diagonal] (full), given p = Wᵀ(y − b):
+/// ```
+/// −ELBO + const = (−2mᵀp + mᵀGm + tr(LᵀGL)) / (2 s2) + ½ (‖L‖² + mᵀm − 2 Σ log L_kk)
+/// ```
+final class PointProblem: @unchecked Sendable {
+    let j: Int
+    let full: Bool
+    let gram: [Double]
+    let s2: Double
+    var projection: [Double]
+    private var l: [Double]
+    private var gl: [Double]
+
+    init(latent: Int, full: Bool, gram: Matrix, noiseVariance: Double) {
+        j = latent
+        self.full = full
+        self.gram = gram.storage
+        s2 = noiseVariance
+        projection = [Double](repeating: 0, count: latent)
+        l = [Double](repeating: 0, count: latent * latent)
+        gl = [Double](repeating: 0, count: latent * latent)
+    }
+
+    func encode(mean: Matrix, scales: Matrix, row: Int, point: Int, into x: inout [Double]) {
+        for c in 0..<j { x[c] = mean[point, c] }
+        if !full {
+            for c in 0..<j { x[j + c] = log(scales[row, c]) }
+        } else {
+            var p = j
+            for a in 0..<j { for b in 0...a { let v = scales[row, a * j + b]; x[p] = a == b ? log(abs(v)) : v; p += 1 } }
+        }
+    }
+
+    func decode(_ x: [Double], means: inout Matrix, scales: inout Matrix, row: Int) {
+        for c in 0..<j { means[row, c] = x[c] }
+        if !full {
+            for c in 0..<j { scales[row, c] = exp(x[j + c]) }
+        } else {
+            var p = j
+            for a in 0..<j { for b in 0...a { scales[row, a * j + b] = a == b ? exp(x[p]) : x[p]; p += 1 } }
+        }
+    }
+
+    func evaluate(_ x: UnsafeBufferPointer<Double>, _ grad: UnsafeMutableBufferPointer<Double>) -> Double {
+        var f = 0.0
+        // Mean part: (−2mᵀp + mᵀGm)/(2 s2) + ½ mᵀm.
+        for a in 0..<j {
+            var gm = 0.0
+            for b in 0..<j { gm += gram[a * j + b] * x[b] }
+            f += (-2 * x[a] * projection[a] + x[a] * gm) / (2 * s2) + 0.5 * x[a] * x[a]
+            grad[a] = (gm - projection[a]) / s2 + x[a]
+        }
+        if !full {
+            for c in 0..<j {
+                let v = exp(x[j + c])
+                f += gram[c * j + c] * v / (2 * s2) + 0.5 * (v - x[j + c])
+                grad[j + c] = v * gram[c * j + c] / (2 * s2) + 0.5 * v - 0.5
+            }
+            return f
+        }
+        var p = j
+        for a in 0..<j { for b in 0..<j { l[a * j + b] = 0 } }
+        for a in 0..<j { for b in 0...a { l[a * j + b] = a == b ? exp(x[p]) : x[p]; p += 1 } }
+        // tr(LᵀGL)/(2 s2) + ½‖L‖² − Σ log L_kk;  ∂/∂L = G L / s2 + L − diag(1/L_kk).
+        for a in 0..<j {
+            for b in 0..<j {
+                var gl_ab = 0.0
+                for c in 0..<j { gl_ab += gram[a * j + c] * l[c * j + b] }
+                gl[a * j + b] = gl_ab
+                f += l[a * j + b] * gl_ab / (2 * s2) + 0.5 * l[a * j + b] * l[a * j + b]
+            }
+            f -= x[j + a * (a + 1) / 2 + a]
+        }
+        p = j
+        for a in 0..<j {
+            for b in 0...a {
+                var d = gl[a * j + b] / s2 + l[a * j + b]
+                if a == b { d = d * l[a * j + a] - 1 }   // chain rule through L_kk = exp(x)
+                grad[p] = d
+                p += 1
+            }
+        }
+        return f
+    }
+}

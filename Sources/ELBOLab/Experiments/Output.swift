@@ -1,0 +1,207 @@
+import Foundation
+
+/// Writes files whole or not at all: the text goes to a temporary name in the same folder,
+/// then is renamed over the target, so a reader never sees a half-written result.
+public enum AtomicFile {
+    /// Writes `text` to `path` atomically.
+    /// - Throws: ``InputError`` naming the path and the reason (missing folder, no permission…).
+    public static func write(_ text: String, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw InputError("\(path): cannot write: the folder \(folder) does not exist")
+        }
+        let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else {
+            throw InputError("\(path): cannot write: \(String(cString: strerror(errno)))")
+        }
+        var ok = true
+        var message = ""
+        var bytes = Array(text.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    ok = false; message = String(cString: strerror(errno)); return
+                }
+                offset += n
+            }
+        }
+        if close(fd) != 0 && ok { ok = false; message = String(cString: strerror(errno)) }
+        if ok && rename(temporary, path) != 0 { ok = false; message = String(cString: strerror(errno)) }
+        if !ok {
+            unlink(temporary)
+            throw InputError("\(path): cannot write: \(message)")
+        }
+    }
+
+    /// Creates `path` as a folder (and its parents) if missing.
+    public static func makeFolder(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if !isDirectory.boolValue { throw InputError("\(path): exists and is not a folder") }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw InputError("\(path): cannot create the folder: \((error as NSError).localizedDescription)")
+        }
+    }
+}
+
+/// A JSON value with ordered keys, for readable output files.
+public indirect enum JSON: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSON])
+    case object([(String, JSON)])
+
+    public static func == (a: JSON, b: JSON) -> Bool { a.text() == b.text() }
+
+    /// A number, or null when it is nil or not finite (JSON has no NaN).
+    public static func number(_ x: Double?) -> JSON {
+        guard let x, x.isFinite else { return .null }
+        return .number(x)
+    }
+
+    /// The JSON text, pretty-printed.
+    public func text(indent: String = "") -> String {
+        switch self {
+        case .null: return "null"
+        case let .bool(b): return b ? "true" : "false"
+        case let .number(x): return x.isFinite ? formatNumber(x) : "null"
+        case let .string(s): return JSON.quote(s)
+        case let .array(items):
+            if items.allSatisfy({ if case .number = $0 { return true }; if case .null = $0 { return true }; return false }) {
+                return "[" + items.map { $0.text() }.joined(separator: ", ") + "]"
+            }
+            let inner = indent + "  "
+            return "[\n" + items.map { inner + $0.text(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+        case let .object(pairs):
+            if pairs.isEmpty { return "{}" }
+            let inner = indent + "  "
+            return "{\n" + pairs.map { inner + JSON.quote($0.0) + ": " + $0.1.text(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "}"
+        }
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if c.value < 0x20 { out += String(format: "\\u%04x", c.value) } else { out.unicodeScalars.append(c) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// `params.json`: `{"W": [[…] D rows of J], "b": […D], "noise_variance": s2}`.
+public enum ParamsFile {
+    /// The JSON of `model`.
+    public static func json(_ model: LinearGaussianModel) -> JSON {
+        .object([
+            ("W", .array(model.loadings.nestedRows.map { .array($0.map { .number($0) }) })),
+            ("b", .array(model.offset.map { .number($0) })),
+            ("noise_variance", .number(model.noiseVariance)),
+        ])
+    }
+
+    /// Reads a model from `path`. - Throws: ``InputError`` naming the field that is wrong.
+    public static func read(path: String) throws -> LinearGaussianModel {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("\(path): cannot read the parameters file")
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw InputError("\(path): is not valid JSON")
+        }
+        guard let dict = object as? [String: Any] else { throw InputError("\(path): must be a JSON object with W, b and noise_variance") }
+        guard let rowsAny = dict["W"] as? [Any], !rowsAny.isEmpty else {
+            throw InputError("\(path): \"W\" must be a non-empty array of rows (D arrays of J numbers)")
+        }
+        var rows: [[Double]] = []
+        for (i, r) in rowsAny.enumerated() {
+            guard let row = r as? [Any], let values = numbers(row), !values.isEmpty else {
+                throw InputError("\(path): \"W\" row \(i + 1) must be an array of finite numbers")
+            }
+            if let first = rows.first, first.count != values.count {
+                throw InputError("\(path): \"W\" row \(i + 1) has \(values.count) entries, row 1 has \(first.count)")
+            }
+            rows.append(values)
+        }
+        guard let bAny = dict["b"] as? [Any], let b = numbers(bAny) else {
+            throw InputError("\(path): \"b\" must be an array of finite numbers")
+        }
+        guard b.count == rows.count else {
+            throw InputError("\(path): \"b\" has \(b.count) entries but \"W\" has \(rows.count) rows")
+        }
+        guard let s2 = number(dict["noise_variance"]), s2 > 0 else {
+            throw InputError("\(path): \"noise_variance\" must be a positive number")
+        }
+        return LinearGaussianModel(loadings: Matrix(rows), offset: b, noiseVariance: s2)
+    }
+
+    private static func number(_ x: Any?) -> Double? {
+        guard let n = x as? NSNumber, !(x is Bool) else { return nil }
+        let v = n.doubleValue
+        return v.isFinite ? v : nil
+    }
+
+    private static func numbers(_ xs: [Any]) -> [Double]? {
+        var out: [Double] = []
+        for x in xs { guard let v = number(x) else { return nil }; out.append(v) }
+        return out
+    }
+}
+
+extension FitResult {
+    /// The curve as CSV text with ``CurveRow/csvHeader``.
+    public var curveCSV: String {
+        ([CurveRow.csvHeader] + curve.map(\.csvFields)).joined(separator: "\n") + "\n"
+    }
+
+    /// The thresholds (nats/point below the MLE) that `seconds_to_tolerance` reports.
+    public static let thresholds: [Double] = [0.1, 0.01, 0.001]
+
+    /// `summary.json`.
+    public func summaryJSON(data: Dataset) -> JSON {
+        let last = final
+        var pairs: [(String, JSON)] = [
+            ("strategy", .string(options.strategy.rawValue)),
+            ("n", .number(Double(data.count))),
+            ("dim", .number(Double(data.dimension))),
+            ("latent", .number(Double(options.latent))),
+            ("iterations", .number(Double(last?.iteration ?? 0))),
+            ("data_passes", .number(last?.dataPasses)),
+            ("gradient_evaluations", .number(Double(last?.gradientEvaluations ?? 0))),
+            ("seconds", .number(last?.seconds ?? 0)),
+            ("loglik", .number(last?.score.logLikelihood)),
+            ("mle_loglik", .number(mle.logLikelihood)),
+            ("elbo", .number(last?.score.elbo)),
+            ("gap_to_mle", .number(last.map { mle.logLikelihood - $0.score.elbo })),
+            ("approximation_gap", .number(last?.score.approximationGap)),
+            ("amortization_gap", .number(last?.score.amortizationGap)),
+            ("seconds_to_tolerance", .object(FitResult.thresholds.map { (formatNumber($0), .number(secondsTo(within: $0))) })),
+            ("iterations_to_tolerance", .object(FitResult.thresholds.map { (formatNumber($0), .number(iterationsTo(within: $0).map(Double.init))) })),
+            ("stop_reason", .string(stopReason.rawValue)),
+        ]
+        if let fault { pairs.append(("fault", .string(fault))) }
+        pairs.append(("seed", .number(Double(options.seed))))
+        pairs.append(("noise_variance_fixed", .number(options.constraints.noiseVariance)))
+        pairs.append(("zero_offset", .bool(options.constraints.zeroOffset)))
+        return .object(pairs)
+    }
+}

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// N observations in D dimensions, held centred, with the sufficient statistics every exact
+/// quantity of the linear-Gaussian model needs.
+///
+/// The points are kept as `centered = Y − 1ȳᵀ` (`N × D`) plus the mean ȳ: every formula is
+/// evaluated on centred data, which keeps sums of squares accurate for unstandardised values.
+public struct Dataset: Sendable {
+    /// Where the data came from (a file path or a description), for messages.
+    public let name: String
+    /// The centred points, `N × D`, one per row.
+    public let centered: Matrix
+    /// The sample mean ȳ (length D).
+    public let mean: [Double]
+    /// Column sums of `centered`: zero up to rounding, kept so that sums over points are exact.
+    public let centeredColumnSums: [Double]
+    /// The sample covariance S = (1/N) Σ (y_n − ȳ)(y_n − ȳ)ᵀ, `D × D`.
+    public let covariance: Matrix
+
+    /// Number of points N.
+    public var count: Int { centered.rows }
+    /// Dimension D.
+    public var dimension: Int { centered.cols }
+
+    /// A data set from the rows of `points` (`N × D`).
+    public init(points: Matrix, name: String = "data") {
+        let n = points.rows, d = points.cols
+        var mean = points.columnSums()
+        let invN = n > 0 ? 1.0 / Double(n) : 0
+        for j in 0..<d { mean[j] *= invN }
+        var c = points
+        c.storage.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n { for j in 0..<d { p[i * d + j] -= mean[j] } }
+        }
+        self.init(centered: c, mean: mean, name: name)
+    }
+
+    private init(centered: Matrix, mean: [Double], name: String) {
+        self.name = name
+        self.centered = centered
+        self.mean = mean
+        centeredColumnSums = centered.columnSums()
+        var s = Matrix(rows: centered.cols, cols: centered.cols)
+        gemm(centered, true, centered, false, alpha: centered.rows > 0 ? 1.0 / Double(centered.rows) : 0, into: &s)
+        covariance = symmetrized(s)
+    }
+
+    /// The points themselves (`centered + 1ȳᵀ`), `N × D`.
+    public var points: Matrix {
+        var p = centered
+        let d = dimension
+        p.storage.withUnsafeMutableBufferPointer { q in
+            for i in 0..<count { for j in 0..<d { q[i * d + j] += mean[j] } }
+        }
+        return p
+    }
+
+    /// The second moment about a point `b`: (1/N) Σ (y_n − b)(y_n − b)ᵀ, `D × D`.
+    ///
+    /// With δ = b − ȳ and c the centred column sums: S − (δcᵀ + cδᵀ)/N + δδᵀ.
+    public func secondMoment(about b: [Double]) -> Matrix {
+        let d = dimension
+        let delta = (0..<d).map { b[$0] - mean[$0] }
+        let invN = 1.0 / Double(count)
+        var s = covariance
+        for i in 0..<d {
+            for j in 0..<d {
+                s[i, j] += delta[i] * delta[j] - (delta[i] * centeredColumnSums[j] + centeredColumnSums[i] * delta[j]) * invN
+            }
+        }
+        return s
+    }
+
+    /// Checks that the data can fit a model with `latent` dimensions.
+    ///
+    /// - Parameter noiseFixed: with the noise variance held fixed, J = D is allowed.
+    /// - Throws: ``InputError`` naming the problem: too few rows, J out of range, constant data.
+    public func validate(latent: Int, noiseFixed: Bool) throws {
+        let maxJ = noiseFixed ? dimension : dimension - 1
+        if maxJ < 1 {
+            throw InputError("\(name): \(dimension) column(s): a free noise variance needs at least 2 columns (or hold it with --noise-variance)")
+        }
+        if latent < 1 || latent > maxJ {
+            throw InputError("\(name): --latent \(latent) is out of range: with D = \(dimension) columns it must be in 1…\(maxJ)" + (noiseFixed ? "" : " (1…\(dimension) when --noise-variance holds s2 fixed)"))
+        }
+        if count < latent + 2 {
+            throw InputError("\(name): \(count) row(s) is too few for J = \(latent): need at least \(latent + 2)")
+        }
+        if covariance.diagonalEntries.allSatisfy({ $0 == 0 }) {
+            throw InputError("\(name): every column is constant: there is nothing to model")
+        }
+    }
+}

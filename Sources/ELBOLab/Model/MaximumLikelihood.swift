@@ -1,0 +1,94 @@
+import CGSL
+
+/// The closed-form maximum-likelihood fit of the linear-Gaussian model (Tipping & Bishop 1999),
+/// the ceiling every ELBO curve sits under.
+public struct MaximumLikelihoodFit: Sendable {
+    /// θ at the maximum (W = U_J (Λ_J − s2 I)^{1/2}, columns with λ_i ≤ s2 set to zero).
+    public let model: LinearGaussianModel
+    /// The maximum average log-likelihood per point, from the eigenvalues in closed form.
+    public let logLikelihood: Double
+    /// Eigenvalues of the second moment the fit used, in decreasing order.
+    public let eigenvalues: [Double]
+    /// How many latent directions carry signal (λ_i > s2); the rest have collapsed to zero.
+    public let activeDirections: Int
+}
+
+extension LinearGaussianModel {
+    /// The closed-form MLE for `latent` dimensions under `constraints`.
+    ///
+    /// With ȳ, S the sample mean and covariance and λ₁ ≥ … ≥ λ_D the eigenvalues of S:
+    /// ```
+    /// b = ȳ,  s2 = (1/(D−J)) Σ_{i>J} λ_i,  W = U_J (Λ_J − s2 I)^{1/2}
+    /// max (1/N) log p(Y) = −½ [D log 2π + Σ_i log c_i + Σ_i λ_i / c_i]
+    /// ```
+    /// with `c_i = λ_i` on the kept directions and `c_i = s2` elsewhere. With `zeroOffset` the
+    /// uncentred second moment replaces S; with a fixed s2 only directions with λ_i > s2 are kept.
+    ///
+    /// - Throws: ``InputError`` when the data leave no noise to estimate (rank ≤ J).
+    public static func maximumLikelihood(for data: Dataset, latent: Int,
+                                         constraints: ModelConstraints = .free) throws -> MaximumLikelihoodFit {
+        let d = data.dimension
+        try data.validate(latent: latent, noiseFixed: constraints.noiseVariance != nil)
+        let moment = constraints.zeroOffset ? data.secondMoment(about: [Double](repeating: 0, count: d)) : data.covariance
+        let eig = try SymmetricEigen(moment)
+        // Rounding can leave the eigenvalues of a singular moment slightly negative.
+        let lambda = eig.values.map { max($0, 0) }
+        let s2: Double
+        if let fixed = constraints.noiseVariance {
+            s2 = fixed
+        } else {
+            s2 = lambda[latent...].reduce(0, +) / Double(d - latent)
+            guard s2 > 0 else {
+                throw InputError("\(data.name): the data have rank ≤ J = \(latent), so the noise variance would be 0: lower --latent or hold s2 with --noise-variance")
+            }
+        }
+        var w = Matrix(rows: d, cols: latent)
+        var active = 0
+        for j in 0..<latent where lambda[j] > s2 {
+            active += 1
+            let scale = (lambda[j] - s2).squareRoot()
+            // Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
+            var sign = 1.0, largest = 0.0
+            for i in 0..<d where abs(eig.vectors[i, j]) > largest { largest = abs(eig.vectors[i, j]); sign = eig.vectors[i, j] < 0 ? -1 : 1 }
+            for i in 0..<d { w[i, j] = sign * scale * eig.vectors[i, j] }
+        }
+        var sum = Double(d) * log(2 * Double.pi)
+        for i in 0..<d {
+            let c = (i < latent && lambda[i] > s2) ? lambda[i] : s2
+            sum += log(c) + lambda[i] / c
+        }
+        let b = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
+        return MaximumLikelihoodFit(model: LinearGaussianModel(loadings: w, offset: b, noiseVariance: s2),
+                                    logLikelihood: -0.5 * sum, eigenvalues: lambda, activeDirections: active)
+    }
+
+    /// One step of exact EM (exact E-step §3, closed-form M-step §5), in moment form:
+    /// ```
+    /// b ← ȳ,  W ← S W (s2 I + M⁻¹ Wᵀ S W)⁻¹,  s2 ← (1/D) tr(S − S W M⁻¹ W_newᵀ)
+    /// ```
+    /// with S the second moment about the new b. Never lowers the log-likelihood.
+    public func emStep(on data: Dataset, constraints: ModelConstraints = .free) throws -> LinearGaussianModel {
+        let d = dimension, j = latent
+        let b = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
+        let s = constraints.zeroOffset ? data.secondMoment(about: b) : data.covariance
+        let minv = symmetrized(try factorInner().inverse)
+        let sw = s.multiplied(by: loadings)                                    // S W, D × J
+        var inner = minv.multiplied(by: loadings.multiplied(by: sw, transposeSelf: true))   // M⁻¹ Wᵀ S W
+        for k in 0..<j { inner[k, k] += noiseVariance }
+        // W_new = S W · inner⁻¹: solve innerᵀ W_newᵀ = (S W)ᵀ (inner is not symmetric, use LU).
+        let wNew = try solveRight(sw, inner)
+        var s2 = noiseVariance
+        if constraints.noiseVariance == nil {
+            let swMinv = sw.multiplied(by: minv)
+            s2 = (s.trace - swMinv.frobeniusDot(wNew)) / Double(d)
+        }
+        return LinearGaussianModel(loadings: wNew, offset: b, noiseVariance: s2)
+    }
+}
+
+/// X = B A⁻¹ for a small square A (LU with partial pivoting, `gsl_linalg_LU_*`).
+func solveRight(_ b: Matrix, _ a: Matrix) throws -> Matrix {
+    // X A = B  ⇔  Aᵀ Xᵀ = Bᵀ
+    let lu = try LUFactorization(a.transposed)
+    return lu.solve(b.transposed).transposed
+}

@@ -1,0 +1,42 @@
+import CGSL
+
+/// A failure reported by GSL through its status codes, turned into a Swift error.
+public struct GSLError: Error, CustomStringConvertible, Sendable {
+    /// The GSL status code (`GSL_EDOM`, `GSL_ENOMEM`, …).
+    public let status: Int32
+    /// What ELBOLab was doing when GSL failed.
+    public let context: String
+
+    public var description: String {
+        let reason = String(cString: gsl_strerror(status))
+        return "\(context): GSL error \(status) (\(reason))"
+    }
+}
+
+/// Process-wide GSL and OpenBLAS set-up, done once before any numerical call.
+///
+/// GSL's default handler aborts the process; ELBOLab turns status codes into ``GSLError``
+/// instead. OpenBLAS runs single-threaded so that results never depend on thread scheduling;
+/// ELBOLab splits work across cores itself where it splits cleanly.
+enum GSLRuntime {
+    static let ready: Bool = {
+        gsl_set_error_handler_off()
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    @inline(__always) static func ensure() { _ = ready }
+}
+
+/// Throws a ``GSLError`` when `status` is not `GSL_SUCCESS`.
+@inline(__always)
+func gslCheck(_ status: Int32, _ context: @autoclosure () -> String) throws {
+    if status != Int32(GSL_SUCCESS) { throw GSLError(status: status, context: context()) }
+}
+
+/// OpenBLAS's description of itself (`OpenBLAS 0.3.21 DYNAMIC_ARCH … Haswell …`).
+public func blasConfiguration() -> String {
+    GSLRuntime.ensure()
+    guard let c = openblas_get_config() else { return "unknown" }
+    return String(cString: c)
+}

@@ -1,0 +1,182 @@
+import CGSL
+
+/// The encoder's output for a batch: q_n = N(m_n, diag(exp(ℓ_n))).
+public struct EncoderOutput {
+    /// m_n, `B × J`.
+    public var means: Matrix
+    /// ℓ_n = log v_n, `B × J`.
+    public var logVariances: Matrix
+    /// The hidden activations (MLP only), kept for the backward pass.
+    var hidden: Matrix?
+}
+
+/// An amortised inference network g_φ(y) → (m, log v) for a mean-field q (the notes' part B).
+///
+/// Inputs are standardised inside the encoder, `x = (y − ȳ)/σ` column by column: a fixed
+/// invertible affine map, so the family of encoders (and every ELBO) is unchanged, while one
+/// step size suits unstandardised data.
+public protocol AmortizedEncoder: Sendable {
+    /// φ as one flat vector.
+    var parameters: [Double] { get set }
+    /// Latent dimension J.
+    var latent: Int { get }
+    /// (m, log v) for every row of the batch.
+    func forward(_ batch: Batch) -> EncoderOutput
+    /// ∂/∂φ of Σ_n F_n given ∂F_n/∂m_n and ∂F_n/∂ℓ_n (`B × J` each), scaled by `scale`.
+    func backward(_ batch: Batch, output: EncoderOutput, gradMeans: Matrix, gradLogVariances: Matrix, scale: Double) -> [Double]
+}
+
+/// The encoder families, by name.
+public enum EncoderKind: String, Sendable, CaseIterable, Codable {
+    /// `m = A x + c`, `log v = E x + f`: can represent the exact optimum of this model.
+    case linear
+    /// One hidden tanh layer, then linear heads for m and log v.
+    case mlp
+}
+
+/// Standardising scales σ_i (a constant column gets 1).
+func inputScales(_ data: Dataset) -> [Double] {
+    data.covariance.diagonalEntries.map { $0 > 0 ? 1 / $0.squareRoot() : 1 }
+}
+
+/// `m = A x + c`, `log v = E x + f` on standardised inputs x. Parameters: the `2J × D` matrix
+/// [A; E] row-major, then [c; f].
+public struct LinearEncoder: AmortizedEncoder {
+    public var parameters: [Double]
+    public let latent: Int
+    let dimension: Int
+    let invScale: [Double]
+
+    /// The encoder that outputs the prior N(0, I) for every input.
+    public init(data: Dataset, latent: Int) {
+        self.latent = latent
+        dimension = data.dimension
+        invScale = inputScales(data)
+        parameters = [Double](repeating: 0, count: 2 * latent * (data.dimension + 1))
+    }
+
+    /// Sets the encoder to `m = A (y − ȳ) + c`, `log v = f` (E = 0) in data units.
+    public mutating func set(meanWeights a: Matrix, meanBias c: [Double], logVariance f: [Double]) {
+        let j = latent, d = dimension
+        for k in 0..<j { for i in 0..<d { parameters[k * d + i] = a[k, i] / invScale[i]; parameters[(j + k) * d + i] = 0 } }
+        for k in 0..<j { parameters[2 * j * d + k] = c[k]; parameters[2 * j * d + j + k] = f[k] }
+    }
+
+    /// The weights in data units, `2J × D`.
+    var effectiveWeights: Matrix {
+        let j2 = 2 * latent, d = dimension
+        var k = Matrix(rows: j2, cols: d)
+        for r in 0..<j2 { for i in 0..<d { k[r, i] = parameters[r * d + i] * invScale[i] } }
+        return k
+    }
+
+    public func forward(_ batch: Batch) -> EncoderOutput {
+        let j = latent, j2 = 2 * latent, d = dimension, b = batch.count
+        var out = Matrix(rows: b, cols: j2)
+        gemm(batch.centered, false, effectiveWeights, true, into: &out)
+        var m = Matrix(rows: b, cols: j), l = Matrix(rows: b, cols: j)
+        let bias = j2 * d
+        for n in 0..<b {
+            for k in 0..<j {
+                m.storage[n * j + k] = out.storage[n * j2 + k] + parameters[bias + k]
+                l.storage[n * j + k] = out.storage[n * j2 + j + k] + parameters[bias + j + k]
+            }
+        }
+        return EncoderOutput(means: m, logVariances: l, hidden: nil)
+    }
+
+    public func backward(_ batch: Batch, output: EncoderOutput, gradMeans: Matrix, gradLogVariances: Matrix, scale: Double) -> [Double] {
+        let j = latent, j2 = 2 * latent, d = dimension, b = batch.count
+        var g = Matrix(rows: b, cols: j2)
+        for n in 0..<b {
+            for k in 0..<j {
+                g.storage[n * j2 + k] = gradMeans.storage[n * j + k]
+                g.storage[n * j2 + j + k] = gradLogVariances.storage[n * j + k]
+            }
+        }
+        var gk = Matrix(rows: j2, cols: d)
+        gemm(g, true, batch.centered, false, alpha: scale, into: &gk)
+        var out = [Double](repeating: 0, count: parameters.count)
+        for r in 0..<j2 { for i in 0..<d { out[r * d + i] = gk[r, i] * invScale[i] } }
+        let sums = g.columnSums()
+        for r in 0..<j2 { out[j2 * d + r] = scale * sums[r] }
+        return out
+    }
+}
+
+/// `h = tanh(U x + u)`, `m = A h + c`, `log v = E h + f` on standardised inputs x.
+/// Parameters: U (`H × D`), u (H), [A; E] (`2J × H`), [c; f].
+public struct MLPEncoder: AmortizedEncoder {
+    public var parameters: [Double]
+    public let latent: Int
+    public let hidden: Int
+    let dimension: Int
+    let invScale: [Double]
+
+    /// Hidden weights drawn N(0, 1/D) from `rng`, output weights zero: the encoder starts at the prior.
+    public init(data: Dataset, latent: Int, hidden: Int, using rng: RandomSource) {
+        self.latent = latent
+        self.hidden = hidden
+        dimension = data.dimension
+        invScale = inputScales(data)
+        let d = data.dimension
+        parameters = [Double](repeating: 0, count: hidden * d + hidden + 2 * latent * hidden + 2 * latent)
+        let s = 1 / Double(d).squareRoot()
+        for i in 0..<(hidden * d) { parameters[i] = s * rng.gaussian() }
+    }
+
+    private var offsets: (u: Int, k: Int, bias: Int) {
+        let h = hidden, d = dimension
+        return (h * d, h * d + h, h * d + h + 2 * latent * h)
+    }
+
+    public func forward(_ batch: Batch) -> EncoderOutput {
+        let h = hidden, d = dimension, j = latent, j2 = 2 * latent, b = batch.count
+        let o = offsets
+        var u = Matrix(rows: h, cols: d)
+        for r in 0..<h { for i in 0..<d { u[r, i] = parameters[r * d + i] * invScale[i] } }
+        var act = Matrix(rows: b, cols: h)
+        gemm(batch.centered, false, u, true, into: &act)
+        for n in 0..<b { for r in 0..<h { act.storage[n * h + r] = tanh(act.storage[n * h + r] + parameters[o.u + r]) } }
+        let k = Matrix(rows: j2, cols: h, storage: Array(parameters[o.k..<o.bias]))
+        var out = Matrix(rows: b, cols: j2)
+        gemm(act, false, k, true, into: &out)
+        var m = Matrix(rows: b, cols: j), l = Matrix(rows: b, cols: j)
+        for n in 0..<b {
+            for c in 0..<j {
+                m.storage[n * j + c] = out.storage[n * j2 + c] + parameters[o.bias + c]
+                l.storage[n * j + c] = out.storage[n * j2 + j + c] + parameters[o.bias + j + c]
+            }
+        }
+        return EncoderOutput(means: m, logVariances: l, hidden: act)
+    }
+
+    public func backward(_ batch: Batch, output: EncoderOutput, gradMeans: Matrix, gradLogVariances: Matrix, scale: Double) -> [Double] {
+        let h = hidden, d = dimension, j = latent, j2 = 2 * latent, b = batch.count
+        let o = offsets
+        guard let act = output.hidden else { preconditionFailure("MLP backward needs the forward pass's activations") }
+        var g = Matrix(rows: b, cols: j2)
+        for n in 0..<b {
+            for c in 0..<j {
+                g.storage[n * j2 + c] = gradMeans.storage[n * j + c]
+                g.storage[n * j2 + j + c] = gradLogVariances.storage[n * j + c]
+            }
+        }
+        var out = [Double](repeating: 0, count: parameters.count)
+        var gk = Matrix(rows: j2, cols: h)
+        gemm(g, true, act, false, alpha: scale, into: &gk)
+        for i in 0..<(j2 * h) { out[o.k + i] = gk.storage[i] }
+        let sums = g.columnSums()
+        for r in 0..<j2 { out[o.bias + r] = scale * sums[r] }
+        let k = Matrix(rows: j2, cols: h, storage: Array(parameters[o.k..<o.bias]))
+        var ga = Matrix(rows: b, cols: h)
+        gemm(g, false, k, false, into: &ga)
+        for i in ga.storage.indices { let a = act.storage[i]; ga.storage[i] *= (1 - a * a) }
+        var gu = Matrix(rows: h, cols: d)
+        gemm(ga, true, batch.centered, false, alpha: scale, into: &gu)
+        for r in 0..<h { for i in 0..<d { out[r * d + i] = gu[r, i] * invScale[i] } }
+        let hs = ga.columnSums()
+        for r in 0..<h { out[o.u + r] = scale * hs[r] }
+        return out
+    }
+}

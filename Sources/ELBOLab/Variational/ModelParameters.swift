@@ -1,0 +1,66 @@
+import CGSL
+
+/// θ = (W, b, s2) as one flat, unconstrained vector for first-order optimisers, in the units
+/// of the data:
+/// ```
+/// W_ij = σ_i W̃_ij,   b_i = ȳ_i + σ_i b̃_i,   s2 = σ̄² exp(ρ)
+/// ```
+/// with σ_i the column standard deviations and σ̄² their mean square. A reparameterisation, not
+/// a change of model: it makes one step size fit unstandardised data. Held parts (a fixed s2,
+/// b = 0) are left out of the vector.
+public struct ModelParameterization: Sendable {
+    public let dimension: Int
+    public let latent: Int
+    public let constraints: ModelConstraints
+    let columnScale: [Double]
+    let mean: [Double]
+    let noiseScale: Double
+
+    public init(data: Dataset, latent: Int, constraints: ModelConstraints) {
+        dimension = data.dimension
+        self.latent = latent
+        self.constraints = constraints
+        let variances = data.covariance.diagonalEntries
+        let average = max(variances.reduce(0, +) / Double(variances.count), .leastNormalMagnitude)
+        // A constant column gets the average scale, so it can still move.
+        columnScale = variances.map { $0 > 0 ? $0.squareRoot() : average.squareRoot() }
+        mean = data.mean
+        noiseScale = average
+    }
+
+    /// Length of the flat vector.
+    public var count: Int {
+        dimension * latent + (constraints.zeroOffset ? 0 : dimension) + (constraints.noiseVariance == nil ? 1 : 0)
+    }
+
+    /// The flat vector of `model`.
+    public func pack(_ model: LinearGaussianModel) -> [Double] {
+        var x = [Double]()
+        x.reserveCapacity(count)
+        for i in 0..<dimension { for k in 0..<latent { x.append(model.loadings[i, k] / columnScale[i]) } }
+        if !constraints.zeroOffset { for i in 0..<dimension { x.append((model.offset[i] - mean[i]) / columnScale[i]) } }
+        if constraints.noiseVariance == nil { x.append(log(model.noiseVariance / noiseScale)) }
+        return x
+    }
+
+    /// The model of the flat vector `x`.
+    public func unpack(_ x: [Double]) -> LinearGaussianModel {
+        var w = Matrix(rows: dimension, cols: latent)
+        var p = 0
+        for i in 0..<dimension { for k in 0..<latent { w[i, k] = columnScale[i] * x[p]; p += 1 } }
+        var b = [Double](repeating: 0, count: dimension)
+        if !constraints.zeroOffset { for i in 0..<dimension { b[i] = mean[i] + columnScale[i] * x[p]; p += 1 } }
+        let s2 = constraints.noiseVariance ?? noiseScale * exp(x[p])
+        return LinearGaussianModel(loadings: w, offset: b, noiseVariance: s2)
+    }
+
+    /// The gradient in the flat coordinates, by the chain rule, from a gradient in θ at `model`.
+    public func pullback(_ g: ModelGradient, at model: LinearGaussianModel) -> [Double] {
+        var x = [Double]()
+        x.reserveCapacity(count)
+        for i in 0..<dimension { for k in 0..<latent { x.append(g.loadings[i, k] * columnScale[i]) } }
+        if !constraints.zeroOffset { for i in 0..<dimension { x.append(g.offset[i] * columnScale[i]) } }
+        if constraints.noiseVariance == nil { x.append(g.noiseVariance * model.noiseVariance) }
+        return x
+    }
+}

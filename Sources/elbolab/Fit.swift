@@ -1,0 +1,139 @@
+import ArgumentParser
+import ELBOLab
+import Foundation
+
+extension Strategy: ExpressibleByArgument {}
+extension ESolver: ExpressibleByArgument {}
+extension MStep: ExpressibleByArgument {}
+extension EncoderKind: ExpressibleByArgument {}
+extension GradientEstimator: ExpressibleByArgument {}
+extension KLEstimator: ExpressibleByArgument {}
+extension GaussianPosteriors.Family: ExpressibleByArgument {}
+
+struct Fit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fit the model to a CSV file with one strategy and score it exactly.",
+        discussion: """
+        Strategies:
+          mle            the closed-form maximum-likelihood fit (Tipping & Bishop), the ceiling.
+          em             exact EM: the notes' "E step / M step" with q = p(z|y) in closed form.
+          per-datapoint  part A of the notes (variational inference): one Gaussian q_n per point,
+                         optimised by --e-solver, alternating with a θ step (--m-step).
+          amortized      part B (amortization): an encoder g_φ(y) fitted by --encoder-steps
+                         gradient steps with θ held, alternating with a θ step (variational EM).
+          joint          part C (joint training, the VAE): one Adam step on θ and φ together.
+
+        Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at logged iterations),
+        DIR/summary.json and DIR/params.json.
+
+        Examples:
+          elbolab fit --data data.csv --latent 3 --strategy mle --output out/mle
+          elbolab fit --data data.csv --latent 3 --strategy per-datapoint --e-solver bfgs --output out/a
+          elbolab fit --data data.csv --latent 3 --strategy joint --gradient reparam --samples 1 --output out/c
+          elbolab fit --data scalar.csv --latent 1 --strategy em --noise-variance 0.25 --no-offset --output out/em
+        """
+    )
+
+    @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
+    @Option(help: "Latent dimension J (1…D−1, or 1…D with --noise-variance).") var latent: Int
+    @Option(help: "mle | em | per-datapoint | amortized | joint.") var strategy: Strategy
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
+    @Option(help: "Iteration cap (default: 10000 for em, 100000 otherwise).") var iterations: Int?
+    @Option(name: .customLong("max-seconds"), help: "Training-time cap in seconds.") var maxSeconds: Double = 60
+    @Option(help: "Stop when the exact ELBO gains less than this (nats/point) over the window (default 1e-6; 1e-10 for em).") var tolerance: Double?
+    @Option(help: "Logged rows the stop rule looks back over.") var window: Int = 5
+    @Option(name: .customLong("log-every"), help: "Log every K iterations (default: a geometric grid, ~20 rows a decade).") var logEvery: Int?
+    @Option(help: "per-datapoint: diagonal | full covariance of each q_n.") var covariance: GaussianPosteriors.Family = .diagonal
+    @Option(name: .customLong("e-solver"), help: "per-datapoint: closed-form | bfgs | adam.") var eSolver: ESolver = .closedForm
+    @Option(name: .customLong("e-steps"), help: "per-datapoint: inner iterations per E-step (default 50 for bfgs, 5 for adam).") var eSteps: Int?
+    @Option(name: .customLong("m-step"), help: "per-datapoint, amortized: closed-form | gradient.") var mStep: MStep = .closedForm
+    @Option(help: "amortized, joint: linear | mlp.") var encoder: EncoderKind = .linear
+    @Option(help: "MLP encoder width.") var hidden: Int = 32
+    @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 5
+    @Option(help: "amortized, joint: reparam | score | exact gradient for q's parameters.") var gradient: GradientEstimator?
+    @Option(help: "Monte Carlo KL term: analytic | mc.") var kl: KLEstimator = .analytic
+    @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
+    @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
+    @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.02 for amortized and joint, 0.05 otherwise).") var learningRate: Double?
+    @Option(help: "Step-size decay α/√(1+t/τ): τ (default 200 for Monte Carlo gradients; 0 = constant).") var decay: Double?
+    @Option(help: "Output folder (created if missing).") var output: String
+    @Flag(help: "No progress on stderr.") var quiet = false
+
+    func validate() throws {
+        if iterations.map({ $0 < 0 }) == true { throw ValidationError("--iterations must be non-negative") }
+        if !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds)") }
+        if let t = tolerance, !(t >= 0) { throw ValidationError("--tolerance must be non-negative, got \(t)") }
+        if window < 1 { throw ValidationError("--window must be at least 1") }
+        if let e = logEvery, e < 1 { throw ValidationError("--log-every must be at least 1") }
+        if let e = eSteps, e < 1 { throw ValidationError("--e-steps must be at least 1") }
+        if encoderSteps < 1 { throw ValidationError("--encoder-steps must be at least 1") }
+        if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if hidden < 1 { throw ValidationError("--hidden must be at least 1") }
+        if let b = batch, b < 1 { throw ValidationError("--batch must be at least 1") }
+        if let lr = learningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--learning-rate must be a positive number") }
+        if let d = decay, !(d >= 0) { throw ValidationError("--decay must be non-negative") }
+    }
+
+    var options: FitOptions {
+        var o = FitOptions(strategy: strategy, latent: latent)
+        o.constraints = model.constraints
+        o.seed = seed
+        o.iterations = iterations
+        o.maxSeconds = maxSeconds
+        o.tolerance = tolerance
+        o.window = window
+        o.logEvery = logEvery
+        o.covariance = covariance
+        o.eSolver = eSolver
+        o.eSteps = eSteps
+        o.mStep = mStep
+        o.encoder = encoder
+        o.hidden = hidden
+        o.encoderSteps = encoderSteps
+        o.gradient = gradient
+        o.kl = kl
+        o.samples = samples
+        o.batch = batch
+        o.learningRate = learningRate
+        o.decay = decay
+        return o
+    }
+
+    func run() throws {
+        try runReportingErrors(fit)
+    }
+
+    private func fit() throws {
+        let dataset = try Dataset.load(csv: data)
+        try AtomicFile.makeFolder(output)
+        let name = strategy.rawValue
+        let progress = quiet ? nil : progressLine(name)
+        let result = try FitRunner(progress: progress).fit(dataset, options: options)
+        if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+        try AtomicFile.write(result.curveCSV, to: output + "/curve.csv")
+        try AtomicFile.write(result.summaryJSON(data: dataset).text() + "\n", to: output + "/summary.json")
+        try AtomicFile.write(ParamsFile.json(result.model).text() + "\n", to: output + "/params.json")
+        if let fault = result.fault {
+            throw InputError("stopped by a numerical fault: \(fault); the rows logged before it are in \(output)/curve.csv")
+        }
+        if !quiet, let last = result.final {
+            let gap = result.mle.logLikelihood - last.score.elbo
+            print("\(name): ELBO \(fixed(last.score.elbo, 6)), log-lik \(fixed(last.score.logLikelihood, 6)), MLE \(fixed(result.mle.logLikelihood, 6)) (gap \(scientific(gap)) nats/point) after \(last.iteration) iterations, \(fixed(last.seconds, 3)) s [\(result.stopReason.rawValue)]")
+        }
+    }
+}
+
+/// `x` with `digits` decimals.
+func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+/// `x` as `1.23e-04`.
+func scientific(_ x: Double) -> String { String(format: "%.2e", x) }
+
+/// A progress callback that rewrites one line on stderr.
+func progressLine(_ name: String) -> @Sendable (CurveRow) -> Void {
+    return { row in
+        let elbo = fixed(row.score.elbo, 6), ll = fixed(row.score.logLikelihood, 6), sec = fixed(row.seconds, 2)
+        let line = "\r\(name) iteration \(row.iteration)  ELBO \(elbo)  log-lik \(ll)  \(sec) s   "
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
