@@ -50,13 +50,14 @@ struct Fit: ParsableCommand {
     @Option(name: .customLong("m-step"), help: "per-datapoint, amortized: closed-form | gradient.") var mStep: MStep = .closedForm
     @Option(help: "amortized, joint: linear | mlp.") var encoder: EncoderKind = .linear
     @Option(help: "MLP encoder width.") var hidden: Int = 32
-    @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 5
-    @Option(help: "amortized, joint: reparam | score | exact gradient for q's parameters.") var gradient: GradientEstimator?
+    @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 1
+    @Option(help: "amortized, joint: exact (default: the closed-form expected gradient) | reparam (the notes' Monte Carlo method) | score.") var gradient: GradientEstimator?
     @Option(help: "Monte Carlo KL term: analytic | mc.") var kl: KLEstimator = .analytic
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
-    @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.02 for amortized and joint, 0.05 otherwise).") var learningRate: Double?
-    @Option(help: "Step-size decay α/√(1+t/τ): τ (default 200 for Monte Carlo gradients; 0 = constant).") var decay: Double?
+    @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
+    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (0 keeps the step constant).") var decay: Double?
+    @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1 for Monte Carlo gradients, 0.5 for exact).") var decayPower: Double?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
 
@@ -97,6 +98,7 @@ struct Fit: ParsableCommand {
         o.batch = batch
         o.learningRate = learningRate
         o.decay = decay
+        o.decayPower = decayPower
         return o
     }
 

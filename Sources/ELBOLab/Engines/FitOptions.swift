@@ -64,7 +64,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// MLP encoder width.
     public var hidden: Int = 32
     /// Amortized: encoder steps per θ step.
-    public var encoderSteps: Int = 5
+    public var encoderSteps: Int = 1
     /// Amortized and joint: the gradient estimator for q's parameters.
     public var gradient: GradientEstimator? = nil
     /// Monte Carlo estimators: the KL term.
@@ -77,14 +77,16 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var learningRate: Double? = nil
     /// Decay the step size as α/√(1 + t/τ) with this τ (Monte Carlo gradients); 0 keeps it constant; nil the default.
     public var decay: Double? = nil
+    /// The power κ of the decay α/(1 + t/τ)^κ; nil the default (1 for Monte Carlo gradients, ½ for exact ones).
+    public var decayPower: Double? = nil
 
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
         self.latent = latent
     }
 
-    /// The gradient estimator in force (joint and amortized default to the reparameterised one).
-    public var resolvedGradient: GradientEstimator { gradient ?? .reparam }
+    /// The gradient estimator in force: the exact expected gradient unless a Monte Carlo one is asked for.
+    public var resolvedGradient: GradientEstimator { gradient ?? .exact }
 
     /// Whether the strategy's updates are Monte Carlo estimates.
     public var isStochastic: Bool {
@@ -100,18 +102,14 @@ public struct FitOptions: Sendable, Equatable, Codable {
 
     /// The step size in force.
     public var resolvedLearningRate: Double {
-        if let learningRate { return learningRate }
-        switch strategy {
-        case .joint: return isStochastic ? 0.02 : 0.02
-        case .amortized: return 0.02
-        default: return 0.05
-        }
+        learningRate ?? 0.05
     }
 
-    /// The step-size schedule in force: Monte Carlo gradients decay, exact ones stay constant.
+    /// The step-size schedule in force: α/(1 + t/100)^κ, κ = 1 for Monte Carlo gradients (a
+    /// Robbins–Monro schedule, which removes Adam's noise floor) and ½ for exact ones.
     public var resolvedSchedule: StepSchedule {
-        let tau = decay ?? (isStochastic ? 200 : 0)
-        return tau > 0 ? .decay(halfLife: tau, power: 0.5) : .constant
+        let tau = decay ?? 100
+        return tau > 0 ? .decay(halfLife: tau, power: decayPower ?? (isStochastic ? 1 : 0.5)) : .constant
     }
 
     /// The iteration cap in force.

@@ -37,14 +37,31 @@ final class PerDatapointEngine: InferenceEngine {
         }
     }
 
-    func posteriors() throws -> GaussianPosteriors { q }
+    /// With both steps in closed form, the θ whose optimal q is the current q (q is formed
+    /// only when asked for: the step itself runs on the sufficient statistics).
+    private var eStepModel: LinearGaussianModel?
+
+    func posteriors() throws -> GaussianPosteriors {
+        if let eStepModel { return try GaussianPosteriors.optimal(options.covariance, model: eStepModel, data: data) }
+        return q
+    }
 
     func step() throws -> StepWork {
         iteration += 1
+        if options.eSolver == .closedForm && options.mStep == .closedForm {
+            // The same iterates as the explicit E- and M-steps below, in moment form (O(D²J)).
+            eStepModel = model
+            model = options.covariance == .full
+                ? try model.emStep(on: data, constraints: options.constraints)
+                : try model.meanFieldEMStep(on: data, constraints: options.constraints)
+            try checkModel(model, engine: name, iteration: iteration)
+            return StepWork(dataPasses: 2, gradientEvaluations: 0)
+        }
         var work = StepWork(dataPasses: 0, gradientEvaluations: 0)
         switch options.eSolver {
         case .closedForm:
             q = try GaussianPosteriors.optimal(options.covariance, model: model, data: data)
+            eStepModel = nil
             work.dataPasses += 1
         case .bfgs:
             let iterations = try bfgsEStep()
