@@ -20,6 +20,35 @@ struct ELBOLabCommand: ParsableCommand {
         """,
         subcommands: [Simulate.self, Fit.self, LogLik.self]
     )
+
+    /// Runs the command line. A failure is one line on stderr (`Error: …`) and a non-zero exit:
+    /// ArgumentParser's own `main()` follows every error with usage lines (and, for errors
+    /// thrown by `run()`, the root command's usage). Help and version requests print in full.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let text = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            if !text.isEmpty { FileHandle.standardError.write(Data("Error: \(text)\n".utf8)) }
+            exit(withError: ExitCode(code.rawValue))
+        }
+    }
+}
+
+/// Refuses, before anything is written, a destination whose folder is missing or not writable,
+/// so a command that writes several files fails without leaving some of them behind.
+func checkWritable(_ path: String) throws {
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw InputError("\(path): cannot write: the folder \(folder) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: folder) else {
+        throw InputError("\(path): cannot write: the folder \(folder) is not writable")
+    }
 }
 
 /// Prints a one-line error and exits non-zero for the library's own error types.
@@ -81,6 +110,8 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            try checkWritable(output)
+            if let truth { try checkWritable(truth) }
             let rng = RandomSource(seed: seed)
             let model = LinearGaussianModel.random(dimension: dim, latent: latent, noiseVariance: noiseVariance, zeroOffset: noOffset, using: rng)
             let y = model.sample(count: count, using: rng)

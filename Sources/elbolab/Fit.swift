@@ -108,10 +108,25 @@ struct Fit: ParsableCommand {
 
     private func fit() throws {
         let dataset = try Dataset.load(csv: data)
+        // Bad input must leave no files: check the data against the options before creating
+        // the output folder, and remove the folders created here if the fit itself fails.
+        try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
+        var created: String? = nil   // the outermost folder makeFolder is about to create
+        var ancestor = URL(fileURLWithPath: output).standardizedFileURL
+        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
+            created = ancestor.path
+            ancestor = ancestor.deletingLastPathComponent()
+        }
         try AtomicFile.makeFolder(output)
         let name = strategy.rawValue
         let progress = quiet ? nil : progressLine(name)
-        let result = try FitRunner(progress: progress).fit(dataset, options: options)
+        let result: FitResult
+        do {
+            result = try FitRunner(progress: progress).fit(dataset, options: options)
+        } catch {
+            if let created { try? FileManager.default.removeItem(atPath: created) }
+            throw error
+        }
         if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
         try AtomicFile.write(result.curveCSV, to: output + "/curve.csv")
         try AtomicFile.write(result.summaryJSON(data: dataset).text() + "\n", to: output + "/summary.json")

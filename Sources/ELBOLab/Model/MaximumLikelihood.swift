@@ -38,7 +38,10 @@ extension LinearGaussianModel {
             s2 = fixed
         } else {
             s2 = lambda[latent...].reduce(0, +) / Double(d - latent)
-            guard s2 > 0 else {
+            // The eigenvalues of S carry rounding errors of order ε·λ₁, so data of rank ≤ J leave
+            // s2 at that level rather than at 0. Below this fraction of λ₁ it is rounding, not noise.
+            let roundingFloor = 1e-12 * lambda[0]
+            guard s2 > roundingFloor else {
                 throw InputError("\(data.name): the data have rank ≤ J = \(latent), so the noise variance would be 0: lower --latent or hold s2 with --noise-variance")
             }
         }
