@@ -32,4 +32,14 @@ static inline const gsl_multimin_fdfminimizer_type *elbolab_multimin_bfgs2(void)
     return gsl_multimin_fdfminimizer_vector_bfgs2;
 }
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline void elbolab_keep_buffers_on_heap(void) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+#else
+static inline void elbolab_keep_buffers_on_heap(void) {}
+#endif
+
 #endif

@@ -8,6 +8,7 @@ extension MStep: ExpressibleByArgument {}
 extension EncoderKind: ExpressibleByArgument {}
 extension GradientEstimator: ExpressibleByArgument {}
 extension KLEstimator: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
 extension GaussianPosteriors.Family: ExpressibleByArgument {}
 
 struct Fit: ParsableCommand {
@@ -42,7 +43,7 @@ struct Fit: ParsableCommand {
     @Option(help: "Iteration cap (default: 10000 for em, 100000 otherwise).") var iterations: Int?
     @Option(name: .customLong("max-seconds"), help: "Training-time cap in seconds.") var maxSeconds: Double = 60
     @Option(help: "Stop when the exact ELBO gains less than this (nats/point) over the window (default 1e-6; 1e-10 for em).") var tolerance: Double?
-    @Option(help: "Logged rows the stop rule looks back over.") var window: Int = 5
+    @Option(help: "Logged rows the stop rule looks back over (default 5; 10 with Monte Carlo gradients).") var window: Int?
     @Option(name: .customLong("log-every"), help: "Log every K iterations (default: a geometric grid, ~20 rows a decade).") var logEvery: Int?
     @Option(help: "per-datapoint: diagonal | full covariance of each q_n.") var covariance: GaussianPosteriors.Family = .diagonal
     @Option(name: .customLong("e-solver"), help: "per-datapoint: closed-form | bfgs | adam.") var eSolver: ESolver = .closedForm
@@ -55,6 +56,7 @@ struct Fit: ParsableCommand {
     @Option(help: "Monte Carlo KL term: analytic | mc.") var kl: KLEstimator = .analytic
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
+    @Option(help: "amortized, joint: adam | bfgs (GSL's quasi-Newton method on the exact ELBO; needs --gradient exact).") var optimizer: OptimizerKind = .adam
     @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
     @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1 for Monte Carlo gradients, 0.5 for exact).") var decayPower: Double?
@@ -65,7 +67,7 @@ struct Fit: ParsableCommand {
         if iterations.map({ $0 < 0 }) == true { throw ValidationError("--iterations must be non-negative") }
         if !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds)") }
         if let t = tolerance, !(t >= 0) { throw ValidationError("--tolerance must be non-negative, got \(t)") }
-        if window < 1 { throw ValidationError("--window must be at least 1") }
+        if let window, window < 1 { throw ValidationError("--window must be at least 1") }
         if let e = logEvery, e < 1 { throw ValidationError("--log-every must be at least 1") }
         if let e = eSteps, e < 1 { throw ValidationError("--e-steps must be at least 1") }
         if encoderSteps < 1 { throw ValidationError("--encoder-steps must be at least 1") }
@@ -96,6 +98,7 @@ struct Fit: ParsableCommand {
         o.kl = kl
         o.samples = samples
         o.batch = batch
+        o.optimizer = optimizer
         o.learningRate = learningRate
         o.decay = decay
         o.decayPower = decayPower

@@ -21,6 +21,9 @@ final class EncoderEngine: InferenceEngine {
     private var cursor: Int
     private var batch: Batch
     private let fullBatch: Batch
+    private var jointSolver: BFGSMinimizer?
+    private var encoderSolver: BFGSMinimizer?
+    private var evaluations = 0
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
@@ -48,6 +51,69 @@ final class EncoderEngine: InferenceEngine {
         cursor = data.count
         fullBatch = Batch(data)
         batch = batchSize == data.count ? fullBatch : Batch(capacity: batchSize, dimension: data.dimension, mean: data.mean)
+        if options.optimizer == .bfgs {
+            guard options.resolvedGradient == .exact else {
+                throw InputError("--optimizer bfgs needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
+            }
+            guard options.batch == nil || options.batch == data.count else {
+                throw InputError("--optimizer bfgs works on the full batch: drop --batch")
+            }
+            let thetaCount = parameterization.count, phiCount = encoder.parameters.count
+            if options.strategy == .joint {
+                jointSolver = try BFGSMinimizer(dimension: thetaCount + phiCount) { [unowned self] x, g in
+                    let theta = parameterization.unpack(Array(x[..<thetaCount]))
+                    let r = exactObjective(model: theta, encoderParameters: Array(x[thetaCount...]))
+                    for i in 0..<thetaCount { g[i] = -r.model[i] }
+                    for i in 0..<phiCount { g[thetaCount + i] = -r.encoder[i] }
+                    return -r.value
+                }
+            } else {
+                encoderSolver = try BFGSMinimizer(dimension: phiCount) { [unowned self] x, g in
+                    let r = exactObjective(model: model, encoderParameters: Array(x))
+                    for i in 0..<phiCount { g[i] = -r.encoder[i] }
+                    return -r.value
+                }
+            }
+        }
+    }
+
+    /// The exact average ELBO (1/N) Σ ELBO_n of q_φ at θ, and its gradients with respect to
+    /// the flat θ coordinates and φ, on all of the data.
+    private func exactObjective(model theta: LinearGaussianModel, encoderParameters: [Double]) -> (value: Double, model: [Double], encoder: [Double]) {
+        evaluations += 1
+        var enc = encoder
+        enc.parameters = encoderParameters
+        let out = enc.forward(fullBatch)
+        let n = data.count, j = options.latent
+        let v = out.logVariances.storage.map { exp($0) }
+        var vsum = Matrix(rows: j, cols: j)
+        var vTotal = 0.0, logVTotal = 0.0, meanSquares = 0.0
+        for p in 0..<n {
+            for k in 0..<j {
+                let i = p * j + k
+                vsum[k, k] += v[i]
+                vTotal += v[i]
+                logVTotal += out.logVariances.storage[i]
+                meanSquares += out.means.storage[i] * out.means.storage[i]
+            }
+        }
+        let (gTheta, residual) = ELBOGradient.modelAndResidual(batch: fullBatch, model: theta, locations: out.means, covarianceSum: vsum)
+        let s2 = theta.noiseVariance, gram = theta.gram
+        let count = Double(n), d = Double(data.dimension)
+        let value = -0.5 * d * log(2 * Double.pi * s2)
+            - (residual + gram.frobeniusDot(vsum)) / (2 * s2 * count)
+            - 0.5 * (vTotal + meanSquares - count * Double(j) - logVTotal) / count
+        var gm = ELBOGradient.latent(batch: fullBatch, model: theta, locations: out.means)
+        var gl = Matrix(rows: n, cols: j)
+        for p in 0..<n {
+            for k in 0..<j {
+                let i = p * j + k
+                gm.storage[i] -= out.means.storage[i]
+                gl.storage[i] = v[i] * (-gram[k, k] / (2 * s2) - 0.5) + 0.5
+            }
+        }
+        let gPhi = enc.backward(fullBatch, output: out, gradMeans: gm, gradLogVariances: gl, scale: 1 / count)
+        return (value.isFinite ? value : -.infinity, parameterization.pullback(gTheta, at: theta), gPhi)
     }
 
     func posteriors() throws -> GaussianPosteriors {
@@ -87,7 +153,29 @@ final class EncoderEngine: InferenceEngine {
         iteration += 1
         let fraction = Double(batchSize) / Double(data.count)
         var work = StepWork(dataPasses: 0, gradientEvaluations: 0)
-        if options.strategy == .joint {
+        if let solver = jointSolver {
+            let before = evaluations
+            if iteration == 1 {
+                var x = parameterization.pack(model)
+                x.append(contentsOf: encoder.parameters)
+                solver.begin(at: x, initialStep: 0.01)
+            }
+            _ = solver.iterate()
+            let x = solver.point
+            let split = parameterization.count
+            model = parameterization.unpack(Array(x[..<split]))
+            encoder.parameters = Array(x[split...])
+            work = StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        } else if let solver = encoderSolver {
+            let before = evaluations
+            var phi = encoder.parameters   // the objective reads `encoder`: no inout access to it meanwhile
+            solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01)
+            encoder.parameters = phi
+            work.dataPasses += Double(evaluations - before)
+            work.gradientEvaluations += evaluations - before
+            model = try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+            work.dataPasses += 1
+        } else if options.strategy == .joint {
             let b = nextBatch()
             let (g, out) = estimate(b)
             var x = parameterization.pack(model)

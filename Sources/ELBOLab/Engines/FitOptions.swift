@@ -30,6 +30,14 @@ public enum MStep: String, Sendable, CaseIterable, Codable {
     case gradient
 }
 
+/// The optimiser of amortized and joint runs.
+public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
+    /// Adam with the step-size schedule.
+    case adam
+    /// GSL's BFGS2 quasi-Newton method on the exact ELBO (needs the exact gradient).
+    case bfgs
+}
+
 /// Every setting of a fit. The CLI's `fit` and the experiment runner both build engines from it.
 public struct FitOptions: Sendable, Equatable, Codable {
     public var strategy: Strategy
@@ -45,8 +53,8 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var maxSeconds: Double = 60
     /// Stop once the exact ELBO improves by less than this (nats/point) over `window` logged rows.
     public var tolerance: Double? = nil
-    /// Logged rows the stop rule looks back over.
-    public var window: Int = 5
+    /// Logged rows the stop rule looks back over; nil: 5, or 10 for Monte Carlo gradients (noisier).
+    public var window: Int? = nil
     /// Log every this many iterations; nil logs on a geometric grid (about 20 rows a decade).
     public var logEvery: Int? = nil
 
@@ -73,6 +81,8 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var samples: Int = 1
     /// Minibatch size; nil is the full batch.
     public var batch: Int? = nil
+    /// Amortized and joint: Adam, or BFGS on the exact objective.
+    public var optimizer: OptimizerKind = .adam
     /// Adam step size; nil picks the strategy's default.
     public var learningRate: Double? = nil
     /// Decay the step size as α/√(1 + t/τ) with this τ (Monte Carlo gradients); 0 keeps it constant; nil the default.
@@ -99,6 +109,9 @@ public struct FitOptions: Sendable, Equatable, Codable {
 
     /// The stop tolerance in force (nats/point over the window).
     public var resolvedTolerance: Double { tolerance ?? (strategy == .em ? 1e-10 : 1e-6) }
+
+    /// The stop rule's window in force.
+    public var resolvedWindow: Int { window ?? (isStochastic ? 10 : 5) }
 
     /// The step size in force.
     public var resolvedLearningRate: Double {

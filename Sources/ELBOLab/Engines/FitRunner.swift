@@ -113,7 +113,7 @@ public struct FitRunner {
                 let last = t == maxIterations || seconds >= options.maxSeconds
                 if FitRunner.isLogged(t, every: options.logEvery) || last {
                     try record(t)
-                    if converged(result.curve, window: options.window, tolerance: tolerance) { result.stopReason = .converged; break }
+                    if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance) { result.stopReason = .converged; break }
                 }
                 if seconds >= options.maxSeconds { result.stopReason = .time; break }
             }

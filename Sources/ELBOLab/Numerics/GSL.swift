@@ -22,6 +22,9 @@ enum GSLRuntime {
     static let ready: Bool = {
         gsl_set_error_handler_off()
         openblas_set_num_threads(1)
+        // Batch buffers (N × J, N × 2J) are allocated and freed every step; above glibc's
+        // 128 KiB threshold each would be a fresh mmap, page-faulted and zeroed. Keep them on the heap.
+        elbolab_keep_buffers_on_heap()
         return true
     }()
 

@@ -77,6 +77,12 @@ public enum ELBOGradient {
     /// ```
     /// with `r_n = y_n − b`.
     public static func model(batch: Batch, model: LinearGaussianModel, locations z: Matrix, covarianceSum v: Matrix) -> ModelGradient {
+        modelAndResidual(batch: batch, model: model, locations: z, covarianceSum: v).gradient
+    }
+
+    /// ``model(batch:model:locations:covarianceSum:)`` and Σ_n ‖r_n − W z_n‖², which it computes on the way.
+    static func modelAndResidual(batch: Batch, model: LinearGaussianModel, locations z: Matrix,
+                                 covarianceSum v: Matrix) -> (gradient: ModelGradient, residual: Double) {
         let d = model.dimension, j = model.latent
         let count = Double(batch.count)
         precondition(z.rows == batch.count && z.cols == j)
@@ -101,7 +107,7 @@ public enum ELBOGradient {
         var gb = [Double](repeating: 0, count: d)
         for i in 0..<d { gb[i] = (batch.columnSums[i] - count * delta[i] - wz[i]) * invS2B }
         let gs2 = (-count * Double(d) / (2 * s2) + (residual + g.frobeniusDot(v)) / (2 * s2 * s2)) / count
-        return ModelGradient(loadings: gw, offset: gb, noiseVariance: gs2)
+        return (ModelGradient(loadings: gw, offset: gb, noiseVariance: gs2), residual)
     }
 
     /// `g_n = Wᵀ(r_n − W z_n) / s2` for every row: the gradient of log p(y_n | z) at z = z_n,

@@ -170,6 +170,30 @@ public final class BFGSMinimizer {
         return iterations
     }
 
+    /// Starts a minimisation at `x` that ``iterate()`` then advances one step at a time,
+    /// keeping the quasi-Newton curvature between steps.
+    public func begin(at x: [Double], initialStep: Double = 0.1, lineTolerance: Double = 0.1) {
+        precondition(x.count == dimension)
+        for i in 0..<dimension { start.pointee.data[i * start.pointee.stride] = x[i] }
+        running = gsl_multimin_fdfminimizer_set(state, &function, start, initialStep, lineTolerance) == Int32(GSL_SUCCESS)
+    }
+
+    private var running = false
+
+    /// One BFGS iteration of the minimisation ``begin(at:initialStep:lineTolerance:)`` started.
+    /// Returns false when it can make no further progress (at a minimum to rounding).
+    public func iterate() -> Bool {
+        guard running else { return false }
+        running = gsl_multimin_fdfminimizer_iterate(state) == Int32(GSL_SUCCESS)
+        return running
+    }
+
+    /// The current point of the running minimisation.
+    public var point: [Double] {
+        let x = state.pointee.x!
+        return (0..<dimension).map { x.pointee.data[$0 * x.pointee.stride] }
+    }
+
     /// Minimises from the array `x` (overwritten).
     @discardableResult
     public func minimize(_ x: inout [Double], maxIterations: Int, gradientTolerance: Double,

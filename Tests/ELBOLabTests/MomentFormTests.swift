@@ -1,0 +1,82 @@
+import Testing
+@testable import ELBOLab
+
+/// The moment-form shortcuts against the per-point computations they replace.
+@Suite("Moment form")
+struct MomentFormTests {
+    /// Rounding allowance for quantities assembled from O(N·D) sums in two different orders.
+    static let sumsTolerance = 1e-9
+
+    static func data(dimension: Int, latent: Int, count: Int, seed: UInt64) -> (Dataset, LinearGaussianModel) {
+        let rng = RandomSource(seed: seed)
+        let truth = LinearGaussianModel.random(dimension: dimension, latent: latent, noiseVariance: 0.4, using: rng)
+        let data = Dataset(points: truth.sample(count: count, using: rng))
+        let start = LinearGaussianModel.initial(for: data, latent: latent, constraints: .free, using: rng)
+        return (data, start)
+    }
+
+    static func relativeDistance(_ a: LinearGaussianModel, _ b: LinearGaussianModel) -> Double {
+        let dw = (a.loadings - b.loadings).maxAbs / max(1, b.loadings.maxAbs)
+        let db = zip(a.offset, b.offset).map { abs($0 - $1) }.max()! / max(1, b.offset.map(abs).max()!)
+        let ds = abs(a.noiseVariance - b.noiseVariance) / b.noiseVariance
+        return max(dw, db, ds)
+    }
+
+    @Test("mean-field EM in moment form equals the explicit E-step (§6) and M-step (maximizingELBO)",
+          arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true),
+                      ModelConstraints(noiseVariance: 0.4, zeroOffset: true)])
+    func meanFieldStep(constraints: ModelConstraints) throws {
+        var (data, model) = Self.data(dimension: 7, latent: 2, count: 400, seed: 11)
+        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: 7) }
+        if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
+        for _ in 0..<5 {
+            let fast = try model.meanFieldEMStep(on: data, constraints: constraints)
+            let q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
+            let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
+            #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance)
+            model = explicit
+        }
+    }
+
+    @Test("the per-datapoint engine's closed-form iterates match explicit variational EM step by step")
+    func engineIterates() throws {
+        let (data, _) = Self.data(dimension: 6, latent: 2, count: 300, seed: 5)
+        var options = FitOptions(strategy: .perDatapoint, latent: 2)
+        options.seed = 3
+        let engine = try makeEngine(options, data: data)
+        var model = engine.model
+        for _ in 0..<10 {
+            _ = try engine.step()
+            let q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
+            model = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: .free)
+            #expect(Self.relativeDistance(engine.model, model) < Self.sumsTolerance)
+            // The q the scorer sees is the E-step's q at the previous θ.
+            let seen = try engine.posteriors()
+            #expect((seen.means - q.means).maxAbs < Self.sumsTolerance * max(1, q.means.maxAbs))
+        }
+    }
+
+    @Test("joint and amortized with --optimizer bfgs reach the MLE on the exact objective")
+    func bfgsOptimizer() throws {
+        let (data, _) = Self.data(dimension: 6, latent: 2, count: 500, seed: 9)
+        for strategy in [Strategy.joint, .amortized] {
+            var options = FitOptions(strategy: strategy, latent: 2)
+            options.optimizer = .bfgs
+            options.encoderSteps = 5
+            options.maxSeconds = 20
+            let result = try FitRunner().fit(data, options: options)
+            let final = try #require(result.final)
+            #expect(result.mle.logLikelihood - final.score.elbo < 1e-3, "\(strategy): gap \(result.mle.logLikelihood - final.score.elbo)")
+            #expect(result.curve.allSatisfy { $0.score.elbo <= $0.score.logLikelihood + 1e-9 })
+        }
+    }
+
+    @Test("--optimizer bfgs refuses Monte Carlo gradients")
+    func bfgsNeedsExactGradient() {
+        let (data, _) = Self.data(dimension: 4, latent: 1, count: 50, seed: 2)
+        var options = FitOptions(strategy: .joint, latent: 1)
+        options.optimizer = .bfgs
+        options.gradient = .reparam
+        #expect(throws: InputError.self) { _ = try makeEngine(options, data: data) }
+    }
+}
