@@ -18,7 +18,7 @@ struct ELBOLabCommand: ParsableCommand {
           elbolab loglik --data data.csv --params out/joint/params.json
           elbolab run experiments/ppca.json
         """,
-        subcommands: [Simulate.self, Fit.self, LogLik.self]
+        subcommands: [Simulate.self, Fit.self, LogLik.self, Run.self, RunAll.self, Plot.self]
     )
 
     /// Runs the command line. A failure is one line on stderr (`Error: …`) and a non-zero exit:

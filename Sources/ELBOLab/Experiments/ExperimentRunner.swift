@@ -1,0 +1,315 @@
+import Dispatch
+import Foundation
+
+/// A progress report from a running experiment.
+public struct ExperimentProgress: Sendable {
+    public var experiment: String
+    public var run: String
+    public var seed: UInt64
+    public var iteration: Int
+    /// The exact ELBO at the last logged row (nats/point).
+    public var elbo: Double
+    /// Wall-clock seconds since the experiment started.
+    public var elapsed: Double
+    /// Jobs (run × seed) finished so far, and in all.
+    public var finishedJobs: Int
+    public var totalJobs: Int
+    /// Set when this report is the job's last: how it stopped.
+    public var stopReason: StopReason?
+}
+
+/// What running one experiment produced.
+public struct ExperimentOutcome: Sendable {
+    public var name: String
+    public var title: String
+    /// The results folder.
+    public var folder: String
+    public var wallSeconds: Double
+    public var report: ReportOutcome
+    /// Run × seed jobs that stopped on a numerical fault (`run seed: fault`).
+    public var faults: [String]
+    /// Whether the user stopped it.
+    public var interrupted: Bool
+}
+
+/// Runs experiments: every run × seed (× data size) as an independent job, jobs spread over
+/// the cores, each job single-threaded and seeded, so a seed's result never depends on
+/// scheduling. Writes the files of record (`curves.csv`, `runs.csv`, `meta.json`) with
+/// ``AtomicFile`` and then the report (``ExperimentReport``).
+public struct ExperimentRunner: Sendable {
+    /// Called after every logged row of every job, and when a job finishes.
+    public var progress: (@Sendable (ExperimentProgress) -> Void)?
+    /// Checked between steps; true stops every job (their rows so far are kept).
+    public var shouldStop: (@Sendable () -> Bool)?
+    public var plots: PlotDrawing
+    /// Jobs run at once (default: the number of cores).
+    public var workers: Int
+
+    public init(progress: (@Sendable (ExperimentProgress) -> Void)? = nil, shouldStop: (@Sendable () -> Bool)? = nil,
+                plots: PlotDrawing = .automatic, workers: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.progress = progress
+        self.shouldStop = shouldStop
+        self.plots = plots
+        self.workers = max(1, workers)
+    }
+
+    struct Job: Sendable {
+        var runIndex: Int
+        var label: String
+        var options: FitOptions
+        var dataIndex: Int
+        var seed: UInt64
+    }
+
+    struct JobResult: Sendable {
+        var record: RunRecord
+        var curveRows: [[String]]
+    }
+
+    /// Runs `spec` and writes its results into `output` (created if missing).
+    public func run(_ spec: ExperimentSpec, output: String) throws -> ExperimentOutcome {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let elapsed: @Sendable () -> Double = { Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+        try AtomicFile.makeFolder(output)
+
+        // The data: one set, or one per size for a scaling experiment.
+        let sizes: [Int?] = spec.kind == .scaling ? spec.counts.map { Optional($0) } : [nil]
+        let datasets = try sizes.map { n in
+            try spec.data.dataset(count: n, name: "\(spec.path): data" + (n.map { " (N = \($0))" } ?? ""))
+        }
+        let truth = spec.data.truth
+        for (i, run) in spec.runs.enumerated() {
+            for d in datasets {
+                do {
+                    try d.validate(latent: run.options.latent, noiseFixed: run.options.constraints.noiseVariance != nil)
+                    if let b = run.options.batch, b > d.count {
+                        throw InputError("batch \(b) is larger than the \(d.count) points")
+                    }
+                } catch let error as InputError {
+                    throw InputError("\(spec.path): runs[\(i)] (\(run.label)): \(error.message)")
+                }
+            }
+            if let truth, truth.dimension != datasets[0].dimension {
+                throw InputError("\(spec.path): data: the true W has \(truth.dimension) rows but the data have \(datasets[0].dimension) columns")
+            }
+        }
+
+        var jobs: [Job] = []
+        var metaRuns: [ExperimentMeta.Run] = []
+        for (r, run) in spec.runs.enumerated() {
+            for (k, n) in sizes.enumerated() {
+                let label = n.map { "\(run.label) N=\($0)" } ?? run.label
+                metaRuns.append(ExperimentMeta.Run(label: label, strategy: run.options.strategy.rawValue,
+                                                   settings: run.settings.map { "\($0.0) \($0.1)" }, base: run.label,
+                                                   count: datasets[k].count))
+                for seed in spec.seeds {
+                    var options = run.options
+                    options.seed = seed
+                    jobs.append(Job(runIndex: r, label: label, options: options, dataIndex: k, seed: seed))
+                }
+            }
+        }
+
+        let results = try runJobs(jobs, datasets: datasets, truth: truth, experiment: spec.name, elapsed: elapsed)
+
+        var varianceNote = ""
+        if spec.kind == .gradientVariance, let v = spec.variance {
+            let study = try withJobThreads(workers) {
+                try GradientVarianceStudy.run(v, data: datasets[0], seed: spec.seeds.first ?? 1, workers: workers)
+            }
+            varianceNote = study.note
+            try AtomicFile.write(GradientVarianceStudy.table(study.rows).text, to: output + "/variance.csv")
+        }
+
+        // The files of record, in spec order whatever order the jobs ran in.
+        let curves = CSVTable(header: curvesHeader, rows: results.flatMap(\.curveRows), name: "curves.csv")
+        try AtomicFile.write(curves.text, to: output + "/curves.csv")
+        try AtomicFile.write(RunRecord.table(results.map(\.record)).text, to: output + "/runs.csv")
+        if let truth { try AtomicFile.write(ParamsFile.json(truth).text() + "\n", to: output + "/truth.json") }
+        if let text = FileManager.default.contents(atPath: spec.path) {
+            try AtomicFile.write(String(decoding: text, as: UTF8.self), to: output + "/spec.json")
+        }
+        let interrupted = shouldStop?() == true
+        var meta = ExperimentMeta(experiment: spec.name, title: spec.title, description: spec.description, kind: spec.kind,
+                                  spec: spec.path, data: spec.data.summary + (spec.kind == .scaling
+                                      ? ", N ∈ {\(spec.counts.map(String.init).joined(separator: ", "))}"
+                                      : ", N = \(datasets[0].count)"),
+                                  truthKnown: truth != nil, seeds: spec.seeds, runs: metaRuns, varianceNote: varianceNote)
+        meta.wallSeconds = elapsed()
+        try AtomicFile.write(meta.json.text() + "\n", to: output + "/meta.json")
+        let report = try ExperimentReport.write(folder: output, plots: plots)
+        let faults = results.compactMap { r in r.record.fault.isEmpty ? nil : "\(r.record.run) seed \(r.record.seed): \(r.record.fault)" }
+        return ExperimentOutcome(name: spec.name, title: spec.title, folder: output, wallSeconds: elapsed(), report: report,
+                                 faults: faults, interrupted: interrupted)
+    }
+
+    /// Runs every job, `workers` at a time, longest caps first; results come back in job order.
+    func runJobs(_ jobs: [Job], datasets: [Dataset], truth: LinearGaussianModel?, experiment: String,
+                 elapsed: @escaping @Sendable () -> Double) throws -> [JobResult] {
+        let slots = ResultSlots<Result<JobResult, Error>>(count: jobs.count)
+        let order = Array(jobs.indices).sorted { a, b in
+            let ca = jobs[a].options.maxSeconds * Double(datasets[jobs[a].dataIndex].count)
+            let cb = jobs[b].options.maxSeconds * Double(datasets[jobs[b].dataIndex].count)
+            return ca != cb ? ca > cb : a < b
+        }
+        let queue = JobQueue(order: order)
+        let finished = Counter()
+        let progress = self.progress, shouldStop = self.shouldStop
+        let total = jobs.count
+        let threads = min(workers, jobs.count)
+        let work: @Sendable (Int) -> Void = { _ in
+            while let i = queue.take() {
+                let job = jobs[i]
+                let data = datasets[job.dataIndex]
+                var report: (@Sendable (CurveRow) -> Void)? = nil
+                if let progress {
+                    report = { (row: CurveRow) in
+                        progress(ExperimentProgress(experiment: experiment, run: job.label, seed: job.seed, iteration: row.iteration,
+                                                    elbo: row.score.elbo, elapsed: elapsed(), finishedJobs: finished.value,
+                                                    totalJobs: total, stopReason: nil))
+                    }
+                }
+                let outcome: Result<JobResult, Error>
+                do {
+                    let result = try FitRunner(progress: report, shouldStop: shouldStop).fit(data, options: job.options)
+                    let rows: [[String]] = result.curve.map { row in
+                        [experiment, job.label, job.options.strategy.rawValue, String(job.seed)]
+                            + row.csvFields.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                    }
+                    outcome = .success(JobResult(record: ExperimentRunner.record(of: result, job: job, data: data, truth: truth,
+                                                                                 experiment: experiment),
+                                                 curveRows: rows))
+                } catch {
+                    outcome = .failure(error)
+                }
+                slots.set(i, outcome)
+                let done = finished.increment()
+                if let progress, case let .success(r) = outcome {
+                    progress(ExperimentProgress(experiment: experiment, run: job.label, seed: job.seed,
+                                                iteration: r.record.iterations, elbo: r.record.elbo, elapsed: elapsed(),
+                                                finishedJobs: done, totalJobs: total,
+                                                stopReason: StopReason(rawValue: r.record.stopReason)))
+                }
+            }
+        }
+        withJobThreads(threads) {
+            DispatchQueue.concurrentPerform(iterations: max(1, threads), execute: work)
+        }
+        return try slots.values.enumerated().map { i, slot in
+            guard let slot else { throw InputError("\(experiment): job \(i) did not run") }
+            return try slot.get()
+        }
+    }
+
+    /// The final figures of one fit.
+    static func record(of result: FitResult, job: Job, data: Dataset, truth: LinearGaussianModel?, experiment: String) -> RunRecord {
+        let last = result.final
+        return RunRecord(
+            experiment: experiment, run: job.label, strategy: job.options.strategy.rawValue, seed: job.seed, count: data.count,
+            stopReason: result.stopReason.rawValue, iterations: last?.iteration ?? 0, dataPasses: last?.dataPasses ?? 0,
+            gradientEvaluations: last?.gradientEvaluations ?? 0, seconds: last?.seconds ?? 0,
+            elbo: last?.score.elbo ?? .nan, logLikelihood: last?.score.logLikelihood ?? .nan,
+            approximationGap: last?.score.approximationGap ?? .nan, amortizationGap: last?.score.amortizationGap ?? .nan,
+            mleLogLikelihood: result.mle.logLikelihood,
+            secondsTo: FitResult.thresholds.map { result.secondsTo(within: $0) },
+            iterationsTo: FitResult.thresholds.map { result.iterationsTo(within: $0).map(Double.init) },
+            recovery: truth.map { Recovery(fit: result.model, truth: $0) },
+            mleRecovery: truth.map { Recovery(fit: result.mle.model, truth: $0) },
+            fault: result.fault ?? "")
+    }
+
+    // MARK: All experiments
+
+    /// The specs in `folder` (every `*.json`), in run order: by `order`, then by name.
+    ///
+    /// - Throws: ``InputError`` for the first spec that does not load, or for two specs with one name.
+    public static func specs(in folder: String) throws -> [ExperimentSpec] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+            throw InputError("\(folder): cannot list the folder of specs")
+        }
+        let specs = try names.filter { $0.hasSuffix(".json") }.sorted().map { try ExperimentSpec.load(path: "\(folder)/\($0)") }
+        var seen: [String: String] = [:]
+        for s in specs {
+            if let other = seen[s.name] { throw InputError("\(s.path): name \"\(s.name)\" is also the name of \(other)") }
+            seen[s.name] = s.path
+        }
+        if specs.isEmpty { throw InputError("\(folder): has no experiment specs (*.json)") }
+        return specs.sorted { ($0.order, $0.name) < ($1.order, $1.name) }
+    }
+
+    /// Runs every spec in `folder` into `output/<name>` and writes `output/index.md`.
+    ///
+    /// Every spec is loaded and checked before the first one runs.
+    public func runAll(folder: String, output: String) throws -> [ExperimentOutcome] {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let specs = try ExperimentRunner.specs(in: folder)
+        try AtomicFile.makeFolder(output)
+        var outcomes: [ExperimentOutcome] = []
+        for spec in specs {
+            if shouldStop?() == true { break }
+            outcomes.append(try run(spec, output: "\(output)/\(spec.name)"))
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        try AtomicFile.write(ExperimentRunner.index(outcomes, output: output, totalSeconds: total), to: output + "/index.md")
+        return outcomes
+    }
+
+    /// `index.md`: every experiment with links to its summary and plots.
+    static func index(_ outcomes: [ExperimentOutcome], output: String, totalSeconds: Double) -> String {
+        var out = "# ELBOLab results\n\n"
+        out += "Written by `elbolab run-all` (`make experiments`) in \(String(format: "%.0f", totalSeconds)) s of wall-clock time. "
+        out += "Each folder holds the files of record (`curves.csv`, `runs.csv`, `meta.json`), the summary and the plots; "
+        out += "`elbolab plot \(output)/<name>` redraws them. Every file and column is explained in [README.md](README.md).\n\n"
+        for o in outcomes {
+            let name = o.name
+            out += "## [\(name)](\(name)/summary.md)" + (o.title.isEmpty || o.title == name ? "" : ": \(o.title)") + "\n\n"
+            out += "- Summary: [summary.md](\(name)/summary.md), [summary.csv](\(name)/summary.csv); "
+            out += "data: [curves.csv](\(name)/curves.csv), [runs.csv](\(name)/runs.csv)\n"
+            let pngs = o.report.plots.filter { $0.hasSuffix(".png") }
+            if pngs.isEmpty {
+                out += "- Plots: not drawn (scripts: " + o.report.scripts.map { "[\($0)](\(name)/\($0))" }.joined(separator: ", ") + ")\n"
+            } else {
+                out += "- Plots: " + pngs.map { p in
+                    let stem = String(p.dropLast(4))
+                    return "[\(stem)](\(name)/\(p)) ([svg](\(name)/\(stem).svg))"
+                }.joined(separator: ", ") + "\n"
+            }
+            out += "- Wall-clock time: \(String(format: "%.1f", o.wallSeconds)) s"
+            if o.interrupted { out += " (interrupted: partial results)" }
+            out += "\n"
+            if !o.faults.isEmpty { out += "- Numerical faults: \(o.faults.count) job(s) stopped on one (see summary.md)\n" }
+            for w in o.report.warnings { out += "- Warning: \(w)\n" }
+            out += "\n"
+        }
+        return out
+    }
+}
+
+/// Runs `body` with ELBOLab's block loops single-threaded when `threads` jobs share the cores,
+/// restoring the setting afterwards (results are the same either way; only speed differs).
+func withJobThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+    let saved = ParallelSettings.threads
+    if threads > 1 { ParallelSettings.threads = 1 }
+    defer { ParallelSettings.threads = saved }
+    return try body()
+}
+
+/// A thread-safe counter.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return count
+    }
+
+    func increment() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        count += 1
+        return count
+    }
+}
