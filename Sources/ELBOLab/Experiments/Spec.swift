@@ -266,7 +266,7 @@ struct SpecReader {
     static let runOptionKeys = [
         "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
-        "samples", "batch", "learning-rate", "decay", "decay-power",
+        "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
@@ -594,6 +594,7 @@ struct SpecReader {
                 case "learning-rate": o.learningRate = nil
                 case "decay": o.decay = nil
                 case "decay-power": o.decayPower = nil
+                case "window": o.window = nil
                 default: throw fail(field, "cannot be null")
                 }
                 settings.removeAll { $0.0 == key }
@@ -620,6 +621,7 @@ struct SpecReader {
             case "kl": o.kl = try choice(v, field, "kl", KLEstimator.self)
             case "samples": o.samples = try integer(v, field, min: 1)
             case "batch": o.batch = try integer(v, field, min: 1)
+            case "optimizer": o.optimizer = try choice(v, field, "optimizer", OptimizerKind.self)
             case "learning-rate": o.learningRate = try positive(v, field)
             case "decay": o.decay = try nonNegative(v, field)
             case "decay-power": o.decayPower = try positive(v, field)
