@@ -58,8 +58,8 @@ struct Fit: ParsableCommand {
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
     @Option(help: "amortized, joint: adam | bfgs (GSL's quasi-Newton method on the exact ELBO; needs --gradient exact).") var optimizer: OptimizerKind = .adam
     @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
-    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (0 keeps the step constant).") var decay: Double?
-    @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1 for Monte Carlo gradients, 0.5 for exact).") var decayPower: Double?
+    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; 0 keeps the step constant).") var decay: Double?
+    @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
 

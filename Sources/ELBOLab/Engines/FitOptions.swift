@@ -87,7 +87,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var learningRate: Double? = nil
     /// Decay the step size as α/√(1 + t/τ) with this τ (Monte Carlo gradients); 0 keeps it constant; nil the default.
     public var decay: Double? = nil
-    /// The power κ of the decay α/(1 + t/τ)^κ; nil the default (1 for Monte Carlo gradients, ½ for exact ones).
+    /// The power κ of the decay α/(1 + t/τ)^κ; nil the default, 1.
     public var decayPower: Double? = nil
 
     public init(strategy: Strategy, latent: Int) {
@@ -118,11 +118,11 @@ public struct FitOptions: Sendable, Equatable, Codable {
         learningRate ?? 0.05
     }
 
-    /// The step-size schedule in force: α/(1 + t/100)^κ, κ = 1 for Monte Carlo gradients (a
-    /// Robbins–Monro schedule, which removes Adam's noise floor) and ½ for exact ones.
+    /// The step-size schedule in force: α/(1 + t/τ)^κ with κ = 1 (a Robbins–Monro schedule,
+    /// which removes Adam's noise floor), τ = 100 for Monte Carlo gradients and 300 for exact ones.
     public var resolvedSchedule: StepSchedule {
-        let tau = decay ?? 100
-        return tau > 0 ? .decay(halfLife: tau, power: decayPower ?? (isStochastic ? 1 : 0.5)) : .constant
+        let tau = decay ?? (isStochastic ? 100 : 300)
+        return tau > 0 ? .decay(halfLife: tau, power: decayPower ?? 1) : .constant
     }
 
     /// The iteration cap in force.
