@@ -93,9 +93,14 @@ public struct FitRunner {
                 throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO", detail: "is \(score.elbo) (log-likelihood \(score.logLikelihood))")
             }
             let row = CurveRow(iteration: t, dataPasses: passes, gradientEvaluations: gradients, seconds: seconds, score: score)
+            let best = result.curve.map(\.score.elbo).max()
             result.curve.append(row)
             result.model = engine.model
             progress?(row)
+            if let best, best - score.elbo > FitRunner.divergenceMargin(best) {
+                throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO",
+                                     detail: "fell from \(formatNumber(best)) to \(formatNumber(score.elbo)) nats/point: the optimiser diverged (lower the learning rate)")
+            }
         }
         do {
             try record(0)
@@ -123,6 +128,10 @@ public struct FitRunner {
         }
         return result
     }
+
+    /// How far below its best the ELBO may fall before the run counts as diverged:
+    /// 1 nat/point plus 1% of the best, far beyond Monte Carlo jitter or Adam's overshoot.
+    static func divergenceMargin(_ best: Double) -> Double { 1 + 0.01 * abs(best) }
 
     /// The best ELBO of the last `window` rows beats the best before them by less than `tolerance`.
     func converged(_ curve: [CurveRow], window: Int, tolerance: Double) -> Bool {
