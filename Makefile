@@ -38,9 +38,10 @@ experiments: build
 	$(ELBOLAB) run-all experiments --output results
 
 ## bench: throughput and time-to-tolerance benchmarks, written to results/bench/
+## (a few minutes; `make bench BENCHFLAGS=--quick` for a short run; Benchmarks/README.md explains)
 bench: build
 	$(SWIFT) build -c release --product elbolab-bench
-	$(RELEASE)/elbolab-bench --output results/bench
+	$(RELEASE)/elbolab-bench --output results/bench $(BENCHFLAGS)
 
 clean:
 	rm -rf .build

@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "ELBOLab", targets: ["ELBOLab"]),
         .executable(name: "elbolab", targets: ["elbolab"]),
+        .executable(name: "elbolab-bench", targets: ["elbolab-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,6 +19,8 @@ let package = Package(
             name: "elbolab",
             dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // `make bench`: throughput, time-to-tolerance, BLAS roofline, thread scaling, memory.
+        .executableTarget(name: "elbolab-bench", dependencies: ["ELBOLab", "CGSL"], path: "Benchmarks/ELBOLabBench"),
         .testTarget(name: "ELBOLabTests", dependencies: ["ELBOLab"]),
     ],
     swiftLanguageModes: [.v6]
