@@ -62,6 +62,14 @@ func readProcFile(_ path: String) -> String? {
     return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }
 
+/// CPU seconds (user + system) this process has used, all threads.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+}
+
 /// The process's resident set now (`/proc/self/statm`), in bytes; nil where unavailable.
 func currentResidentBytes() -> Double? {
     guard let text = readProcFile("/proc/self/statm") else { return nil }

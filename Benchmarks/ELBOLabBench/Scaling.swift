@@ -11,24 +11,31 @@ struct SectionReport {
 }
 
 enum ThreadBench {
-    /// Seconds of `work` with ELBOLab's block loops on `threads` threads, and what it returned.
-    static func timed<T>(threads: Int, repeats: Int, _ work: () throws -> T) rethrows -> (Timings, T) {
+    /// Wall seconds of `work` with ELBOLab's block loops on `threads` threads, the CPU seconds
+    /// per wall second it used (how many cores were busy), and what it returned.
+    static func timed<T>(threads: Int, repeats: Int, _ work: () throws -> T) rethrows -> (Timings, T, Double) {
         let saved = ParallelSettings.threads
         ParallelSettings.threads = threads
         defer { ParallelSettings.threads = saved }
         var last: T? = nil
+        let cpu0 = cpuSeconds(), wall0 = now()
         let t = try measure(repeats: repeats, warmup: 0) { last = try work() }
-        return (t, last!)
+        let busy = (cpuSeconds() - cpu0) / (now() - wall0)
+        return (t, last!, busy)
     }
 
     static func run(quick: Bool) throws -> SectionReport {
-        var table = Table(["work", "size", "1 thread s", "2 threads s", "speed-up", "same result"], numeric: [2, 3, 4])
+        var table = Table(["work", "size", "1 thread s", "2 threads s", "speed-up", "cores busy (1 / 2)", "same result"],
+                          numeric: [2, 3, 4, 5])
         var rows: [JSON] = []
-        func add(_ name: String, _ size: String, _ one: Timings, _ two: Timings, same: Bool) {
-            table.add([name, size, fixed(one.median), fixed(two.median), fixed(one.median / two.median, 2) + "×", same ? "yes" : "**no**"])
+        func add(_ name: String, _ size: String, _ one: (Timings, some Any, Double), _ two: (Timings, some Any, Double), same: Bool) {
+            table.add([name, size, fixed(one.0.median), fixed(two.0.median), fixed(one.0.median / two.0.median, 2) + "×",
+                       fixed(one.2, 2) + " / " + fixed(two.2, 2), same ? "yes" : "**no**"])
             rows.append(.object([("work", .string(name)), ("size", .string(size)),
-                                 ("seconds_1_thread", jnum(one.median)), ("seconds_2_threads", jnum(two.median)),
-                                 ("speedup", jnum(one.median / two.median)), ("identical_result", .bool(same))]))
+                                 ("seconds_1_thread", jnum(one.0.median)), ("seconds_2_threads", jnum(two.0.median)),
+                                 ("speedup", jnum(one.0.median / two.0.median)),
+                                 ("cpu_per_wall_1_thread", jnum(one.2)), ("cpu_per_wall_2_threads", jnum(two.2)),
+                                 ("identical_result", .bool(same))]))
         }
 
         // The per-datapoint BFGS E-step (GSL BFGS2 per point, fixed blocks over the cores).
@@ -42,9 +49,9 @@ enum ThreadBench {
             for _ in 0..<steps { _ = try engine.step() }
             return engine.model
         }
-        let (b1, m1) = try timed(threads: 1, repeats: quick ? 1 : 2, bfgsRun)
-        let (b2, m2) = try timed(threads: 2, repeats: quick ? 1 : 2, bfgsRun)
-        add("per-datapoint BFGS, \(steps) iterations (E: ≤50 BFGS2 its/point)", "N=\(grouped(nb)) D=20 J=3", b1, b2, same: m1 == m2)
+        let b1 = try timed(threads: 1, repeats: quick ? 1 : 2, bfgsRun)
+        let b2 = try timed(threads: 2, repeats: quick ? 1 : 2, bfgsRun)
+        add("per-datapoint BFGS, \(steps) iterations (E: ≤50 BFGS2 its/point)", "N=\(grouped(nb)) D=20 J=3", b1, b2, same: b1.1 == b2.1)
 
         // The exact scorer on a large problem.
         let ns = quick ? 20_000 : 100_000
@@ -55,9 +62,9 @@ enum ThreadBench {
         let engine = try makeEngine(jointOptions, data: big)
         for _ in 0..<3 { _ = try engine.step() }
         let q = try engine.posteriors(), model = engine.model
-        let (s1, r1) = try timed(threads: 1, repeats: 3) { try Scorer.score(data: big, model: model, q: q) }
-        let (s2, r2) = try timed(threads: 2, repeats: 3) { try Scorer.score(data: big, model: model, q: q) }
-        add("Scorer.score (exact ELBO, log-likelihood, gaps)", "N=\(grouped(ns)) D=100 J=10", s1, s2, same: r1 == r2)
+        let s1 = try timed(threads: 1, repeats: 3) { try Scorer.score(data: big, model: model, q: q) }
+        let s2 = try timed(threads: 2, repeats: 3) { try Scorer.score(data: big, model: model, q: q) }
+        add("Scorer.score (exact ELBO, log-likelihood, gaps)", "N=\(grouped(ns)) D=100 J=10", s1, s2, same: s1.1 == s2.1)
 
         // The joint step itself: OpenBLAS single-threaded, no block loops — expected to stay at 1×.
         func jointSteps() throws -> LinearGaussianModel {
@@ -65,13 +72,15 @@ enum ThreadBench {
             for _ in 0..<5 { _ = try e.step() }
             return e.model
         }
-        let (j1, jm1) = try timed(threads: 1, repeats: 1, jointSteps)
-        let (j2, jm2) = try timed(threads: 2, repeats: 1, jointSteps)
-        add("joint step ×5 (reparam; OpenBLAS single-threaded)", "N=\(grouped(ns)) D=100 J=10", j1, j2, same: jm1 == jm2)
+        let j1 = try timed(threads: 1, repeats: 1, jointSteps)
+        let j2 = try timed(threads: 2, repeats: 1, jointSteps)
+        add("joint step ×5 (reparam; OpenBLAS single-threaded)", "N=\(grouped(ns)) D=100 J=10", j1, j2, same: j1.1 == j2.1)
 
         var md = table.markdown + "\n\n"
         md += "Median wall seconds (engine creation included for the engine rows). `same result`: the models "
-        md += "(or scores) from 1 and 2 threads compare equal bit for bit, as the fixed-block design promises.\n"
+        md += "(or scores) from 1 and 2 threads compare equal bit for bit, as the fixed-block design promises. "
+        md += "`cores busy`: CPU seconds (user + system, all threads) per wall second over the timed runs — near 2 "
+        md += "when both cores worked; a 2-thread row near 1 means the loop did not run in parallel, or the machine was busy.\n"
         return SectionReport(markdown: md, json: .array(rows))
     }
 }
