@@ -125,7 +125,8 @@ struct Fit: ParsableCommand {
         let progress = quiet ? nil : progressLine(name)
         let result: FitResult
         do {
-            result = try FitRunner(progress: progress).fit(dataset, options: options)
+            installInterruptHandler()
+            result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: options)
         } catch {
             if let created { try? FileManager.default.removeItem(atPath: created) }
             throw error
@@ -134,6 +135,10 @@ struct Fit: ParsableCommand {
         try AtomicFile.write(result.curveCSV, to: output + "/curve.csv")
         try AtomicFile.write(result.summaryJSON(data: dataset).text() + "\n", to: output + "/summary.json")
         try AtomicFile.write(ParamsFile.json(result.model).text() + "\n", to: output + "/params.json")
+        if result.stopReason == .interrupted {
+            FileHandle.standardError.write(Data("elbolab fit: interrupted after iteration \(result.final?.iteration ?? 0); the rows logged so far are in \(output) (stop_reason \"interrupted\")\n".utf8))
+            throw ExitCode(130)
+        }
         if let fault = result.fault {
             throw InputError("stopped by a numerical fault: \(fault); the rows logged before it are in \(output)/curve.csv")
         }

@@ -5,11 +5,20 @@ import Foundation
 /// Set by the first Ctrl-C: jobs stop at their next step and the results so far are written.
 nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
 
-/// Installs the Ctrl-C handler; a second Ctrl-C kills the process as usual.
+/// Installs the Ctrl-C (and SIGTERM) handler; a second signal kills the process as usual.
 func installInterruptHandler() {
-    signal(SIGINT) { _ in
-        interruptRequested = 1
-        signal(SIGINT, SIG_DFL)
+    // A parent that starts us from a thread with these signals blocked (a Dispatch worker, say)
+    // passes the block on: unblock them, or Ctrl-C would never arrive.
+    var unblock = sigset_t()
+    sigemptyset(&unblock)
+    sigaddset(&unblock, SIGINT)
+    sigaddset(&unblock, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig) { received in
+            interruptRequested = 1
+            signal(received, SIG_DFL)
+        }
     }
 }
 

@@ -7,7 +7,7 @@ import Testing
 /// On Linux the test runner is itself an executable in the products folder (`CommandLine
 /// .arguments[0]`, `/proc/self/exe`); on macOS it is inside `ELBOLabPackageTests.xctest/
 /// Contents/MacOS`. Each candidate folder and a few of its parents are searched.
-private let elbolabExecutable: URL? = {
+let elbolabExecutable: URL? = {
     var folders: [URL] = []
     if let arg0 = CommandLine.arguments.first {
         folders.append(URL(fileURLWithPath: arg0).resolvingSymlinksInPath().deletingLastPathComponent())

@@ -108,7 +108,12 @@ public struct FitRunner {
             let tolerance = options.resolvedTolerance
             var t = 0
             while t < maxIterations {
-                if shouldStop?() == true { result.stopReason = .interrupted; break }
+                if shouldStop?() == true {
+                    // Log where the run stands, so the curve ends at the interruption.
+                    if result.curve.last?.iteration != t { try record(t) }
+                    result.stopReason = .interrupted
+                    break
+                }
                 let start = DispatchTime.now().uptimeNanoseconds
                 let work = try engine.step()
                 seconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+@testable import ELBOLab
+
+@Suite("Interrupted runs")
+struct InterruptTests {
+    /// How long the process may take to stop after SIGINT (the promise is "within a second").
+    static let stopWithin = 1.0
+
+    @Test("SIGINT during fit: the process stops within a second and every file it leaves is complete")
+    func fitInterrupted() throws {
+        let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle")
+        try withTemporaryFolder { folder in
+            let rng = RandomSource(seed: 5)
+            let model = LinearGaussianModel.random(dimension: 20, latent: 3, noiseVariance: 0.5, using: rng)
+            try AtomicFile.write(CSV.text(of: model.sample(count: 20_000, using: rng)), to: folder.appendingPathComponent("data.csv").path)
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["fit", "--data", "data.csv", "--latent", "3", "--strategy", "joint", "--gradient", "reparam",
+                                 "--tolerance", "0", "--max-seconds", "120", "--output", "out", "--quiet"]
+            process.currentDirectoryURL = folder
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: 2)
+            #expect(process.isRunning, "the fit ended before it could be interrupted")
+            let sent = Date()
+            process.interrupt()
+            process.waitUntilExit()
+            let took = Date().timeIntervalSince(sent)
+            #expect(took < Self.stopWithin, "stopped \(took) s after SIGINT")
+            #expect(process.terminationStatus == 130)
+
+            let out = folder.appendingPathComponent("out")
+            let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+            #expect(names == ["curve.csv", "params.json", "summary.json"], "left \(names)")
+            let curve = try String(contentsOf: out.appendingPathComponent("curve.csv"), encoding: .utf8)
+            #expect(curve.hasSuffix("\n"))
+            let lines = curve.split(separator: "\n")
+            #expect(lines.first == Substring(CurveRow.csvHeader))
+            #expect(lines.count >= 3)
+            for line in lines.dropFirst() {
+                let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+                #expect(fields.count == 8 && fields.allSatisfy { Double($0) != nil }, "bad row \(line)")
+            }
+            let summaryText = try String(contentsOf: out.appendingPathComponent("summary.json"), encoding: .utf8)
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(summaryText.utf8)) as? [String: Any])
+            #expect(summary["stop_reason"] as? String == "interrupted")
+            // The summary's final figures are the curve's last row, digit for digit (read from the
+            // text: Foundation's JSON parser does not round-trip every double).
+            let last = lines.last!.split(separator: ",")
+            #expect((summary["iterations"] as? NSNumber)?.intValue == Int(last[0]))
+            #expect(summaryText.contains("\"elbo\": \(last[4]),"), "summary's elbo differs from the curve's \(last[4])")
+            _ = try ParamsFile.read(path: out.appendingPathComponent("params.json").path)
+        }
+    }
+}
