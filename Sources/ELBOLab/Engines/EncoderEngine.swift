@@ -43,7 +43,8 @@ final class EncoderEngine: InferenceEngine {
         }
         parameterization = ModelParameterization(data: data, latent: options.latent, constraints: options.constraints)
         let lr = options.resolvedLearningRate, schedule = options.resolvedSchedule
-        encoderOptimizer = Adam(count: encoder.parameters.count, learningRate: lr, schedule: schedule)
+        // K encoder steps per iteration: the encoder's step size decays per iteration, like θ's.
+        encoderOptimizer = Adam(count: encoder.parameters.count, learningRate: lr, schedule: schedule.stretched(by: options.encoderSteps))
         modelOptimizer = Adam(count: parameterization.count, learningRate: lr, schedule: schedule)
         jointOptimizer = Adam(count: parameterization.count + encoder.parameters.count, learningRate: lr, schedule: schedule)
         batchSize = options.batch ?? data.count

@@ -32,7 +32,9 @@ final class PerDatapointEngine: InferenceEngine {
         parameterization = ModelParameterization(data: data, latent: j, constraints: options.constraints)
         modelOptimizer = Adam(count: parameterization.count, learningRate: options.resolvedLearningRate)
         if options.eSolver == .adam {
-            localOptimizer = Adam(count: 2 * n * j, learningRate: options.resolvedLearningRate, schedule: options.resolvedSchedule)
+            // e-steps Adam steps per iteration: decay per iteration, not per inner step.
+            localOptimizer = Adam(count: 2 * n * j, learningRate: options.resolvedLearningRate,
+                                  schedule: options.resolvedSchedule.stretched(by: options.resolvedESteps))
             localLogVariances = Matrix(rows: n, cols: j)
         }
     }

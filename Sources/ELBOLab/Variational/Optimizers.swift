@@ -13,6 +13,15 @@ public enum StepSchedule: Equatable, Sendable, Codable {
     /// α_t = α / (1 + t/τ)^κ (Robbins–Monro for κ ∈ (½, 1]; κ = ½ is a common compromise).
     case decay(halfLife: Double, power: Double)
 
+    /// The same schedule for an optimiser that takes `k` steps per iteration, so that it decays
+    /// per iteration rather than per step.
+    public func stretched(by k: Int) -> StepSchedule {
+        switch self {
+        case .constant: return .constant
+        case let .decay(tau, kappa): return .decay(halfLife: tau * Double(max(1, k)), power: kappa)
+        }
+    }
+
     func factor(_ t: Int) -> Double {
         switch self {
         case .constant: return 1
