@@ -2,13 +2,14 @@
 # ELBOLab next to its peers (NumPyro, JAX exact gradient, Pyro, numpy EM) on the peers' synth data
 # (D = 20, J = 3, N = 5000): seconds to 0.01 nats/point below the MLE, side by side, with ratios.
 #
-# usage: Benchmarks/peers.sh [--published] [--max-seconds S] [--strategies "A B C"] [--output DIR]
+# usage: Benchmarks/peers.sh [--published] [--report-only] [--max-seconds S] [--strategies "A B C"] [--output DIR]
 #
 #   (default)     runs the peer scripts (../shared/peers/run.sh) when their environment is installed,
 #                 then `elbolab fit` on the same file with matching settings, and prints the table.
 #                 Without the peer environment it says how to install it and exits 0, running nothing.
 #   --published   runs only ELBOLab and compares with the figures measured in ../shared/peers/README.md.
-#   --max-seconds training-time cap per run, ELBOLab and peers alike (default 60, as run.sh uses).
+#   --report-only prints the table from the runs already in --output, running nothing.
+#   --max-seconds training-time cap of ELBOLab's runs (default 60, the cap run.sh gives the peers).
 #   --strategies  which peer strategies (default "A B C"; EM is always included).
 #   --output DIR  where ELBOLab's runs (and the peers' outputs) go (default results/peers).
 #
@@ -22,6 +23,7 @@ peers=${PEERS_DIR:-$root/../shared/peers}
 [[ -d $peers ]] && peers=$(cd "$peers" && pwd)
 venv=${PEERS_VENV:-$HOME/.cache/elbolab-peers/venv}
 published=0
+report_only=0
 max_seconds=60
 strategies="A B C"
 output=$root/results/peers
@@ -29,10 +31,11 @@ output=$root/results/peers
 while [[ $# -gt 0 ]]; do
   case $1 in
     --published) published=1 ;;
+    --report-only) report_only=1 ;;
     --max-seconds) max_seconds=$2; shift ;;
     --strategies) strategies=$2; shift ;;
     --output) output=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -41,7 +44,7 @@ done
 data=$peers/data/synth_d20_j3_n5000.csv
 [[ -f $data ]] || { echo "peers.sh: the peers' data is missing: $data (set PEERS_DIR)" >&2; exit 2; }
 
-if [[ $published == 0 && ! -x $venv/bin/python ]]; then
+if [[ $published == 0 && $report_only == 0 && ! -x $venv/bin/python ]]; then
   cat <<EOF
 peers.sh: the peer environment is not installed ($venv), so no peer was run.
 Install it once (NumPyro + JAX from PyPI, a few minutes; add --pyro for PyTorch + Pyro, several GB):
@@ -64,14 +67,14 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$output/elbolab" "$output/peers-out"
 peer_out=$output/peers-out
 
-if [[ $published == 0 ]]; then
+if [[ $published == 0 && $report_only == 0 ]]; then
   echo "peers.sh: running the peers (run.sh synth $strategies; up to ${max_seconds}s a run)..." >&2
   # run.sh caps every run at 60 s itself; --max-seconds applies to ELBOLab's runs here.
   PEERS_OUT=$peer_out "$peers/run.sh" synth $strategies >&2 || echo "peers.sh: run.sh exited $?" >&2
 fi
 
 elbolab=${ELBOLAB:-$root/.build/release/elbolab}
-if [[ ! -x $elbolab ]]; then
+if [[ $report_only == 0 && ! -x $elbolab ]]; then
   echo "peers.sh: building elbolab (swift build -c release --product elbolab)..." >&2
   (cd "$root" && swift build -c release --product elbolab >&2) || { echo "peers.sh: build failed" >&2; exit 1; }
 fi
@@ -94,6 +97,7 @@ runs=(
   "EM_own|em"
 )
 for entry in "${runs[@]}"; do
+  [[ $report_only == 1 ]] && break
   name=${entry%%|*}; args=${entry#*|}
   key=${name%%_*}
   [[ $key == EM || " $strategies " == *" $key "* ]] || continue
@@ -115,7 +119,8 @@ def elbolab(name):
     d = json.load(open(p))
     secs = d.get("seconds") or 0
     return dict(s01=d["seconds_to_tolerance"].get("0.01"), s001=d["seconds_to_tolerance"].get("0.001"),
-                gap=d.get("gap_to_mle"), sps=(d.get("iterations", 0) / secs) if secs else None)
+                gap=d.get("gap_to_mle"), sps=(d.get("iterations", 0) / secs) if secs else None,
+                stop=d.get("stop_reason"))
 
 # Peer figures: measured now (run.sh's JSON files) or published in the peers' README.
 peer = {}
@@ -167,6 +172,10 @@ def f(x, d=3):
     return "never" if x is None else f"{x:.{d}f}"
 
 def ratio(p, e):
+    if p is None and e is not None:
+        return "ELBOLab only"
+    if e is None and p is not None:
+        return "peer only"
     if p is None or e is None:
         return "—"
     if e <= 0:
@@ -185,7 +194,7 @@ for strat, who, lr, name, desc in pairs:
         continue
     rows.append([strat, who, lr, f(p["s01"]), f(p["sps"], 0), desc, f(e["s01"]), f(e["sps"], 0),
                  ratio(p["s01"], e["s01"]), f"{p['gap']:.1e}" if p["gap"] is not None else "—",
-                 f"{e['gap']:.1e}" if e["gap"] is not None else "—"])
+                 (f"{e['gap']:.1e}" if e["gap"] is not None else "—") + (" (fault)" if e["stop"] == "fault" else "")])
 if not rows:
     print("(no pair had both a peer figure and an ELBOLab run)")
     sys.exit(0)
@@ -194,7 +203,7 @@ print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
 print("|" + "|".join("-" * (w[i] + 2) for i in range(len(hdr))) + "|")
 for r in rows:
     print("| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |")
-print("\n\"never\": not within 0.01 before the cap or the stop rule. ELBOLab reads s→0.01 at its logged rows (every")
+print("\n\"never\": not within 0.01 before the cap or the stop rule; \"(fault)\": ELBOLab stopped the run as diverging. ELBOLab reads s→0.01 at its logged rows (every")
 print("iteration to 10, then ~20 a decade); the peers every 50 steps. Initial points differ (the peers: W = 0.1·N(0,1),")
 print("b = 0, s2 = 1; ELBOLab: W = 0.1·σ·N(0,1), b = ȳ, s2 = mean variance). One ELBOLab iteration of B-matched is 5 peer steps.")
 PY

@@ -12,7 +12,7 @@ Benchmarks ELBOLab and writes DIR/bench.json and DIR/bench.md (the Markdown repo
 printed on standard output; progress goes to standard error).
 
   --output DIR      where bench.json and bench.md go (default results/bench; created if missing)
-  --quick           a short run (smaller sizes, 1-2 s caps; about a minute)
+  --quick           a short run (smaller sizes, 1-2 s caps; about 40 s)
   --synth CSV       the peers' synth data (default ../shared/peers/data/synth_d20_j3_n5000.csv,
                     skipped when missing)
   --sections LIST   comma-separated subset of: convergence,throughput,threads,memory (default all)
