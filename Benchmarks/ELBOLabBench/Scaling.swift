@@ -128,7 +128,12 @@ enum MemoryBench {
             var y: Matrix? = nil
             let ts = elapsed { y = truth.sample(count: n, using: rng) }
             stage("simulated", ts)
-            let td = elapsed { data = Dataset(points: y!, name: "memory probe") }
+            // Hand the points over (Dataset consumes them), as Dataset.load does with what it read.
+            let td = elapsed {
+                guard let points = y else { return }
+                y = nil
+                data = Dataset(points: points, name: "memory probe")
+            }
             stage("dataset", td)
         }
         stage("points freed", 0)

@@ -35,8 +35,10 @@ static inline const gsl_multimin_fdfminimizer_type *elbolab_multimin_bfgs2(void)
 #if defined(__GLIBC__)
 #include <malloc.h>
 static inline void elbolab_keep_buffers_on_heap(void) {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    /* Per-step buffers up to 64 MiB come from the heap and are reused; larger arrays (the data
+       itself) are still mmapped, so freeing them returns the memory. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
 }
 #else
 static inline void elbolab_keep_buffers_on_heap(void) {}

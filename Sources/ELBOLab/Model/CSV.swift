@@ -180,8 +180,7 @@ public enum CSV {
 extension Dataset {
     /// Loads a numeric CSV file (see ``CSV``) as a data set.
     public static func load(csv path: String) throws -> Dataset {
-        let m = try CSV.read(path: path)
-        let d = Dataset(points: m, name: path)
+        let d = Dataset(points: try CSV.read(path: path), name: path)
         if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
             throw InputError("\(path): the values are too large for their mean and variance to be finite (rescale the data)")
         }

@@ -27,12 +27,13 @@ public struct Dataset: Sendable {
     public var dimension: Int { centered.cols }
 
     /// A data set from the rows of `points` (`N × D`).
-    public init(points: Matrix, name: String = "data") {
+    /// - Parameter points: consumed, so a caller that hands over its last reference is not copied.
+    public init(points: consuming Matrix, name: String = "data") {
         let n = points.rows, d = points.cols
         var mean = points.columnSums()
         let invN = n > 0 ? 1.0 / Double(n) : 0
         for j in 0..<d { mean[j] *= invN }
-        var c = points
+        var c = consume points
         c.storage.withUnsafeMutableBufferPointer { p in
             for i in 0..<n { for j in 0..<d { p[i * d + j] -= mean[j] } }
         }

@@ -85,10 +85,11 @@ public struct LinearGaussianModel: Equatable, Sendable {
         var z = Matrix(rows: count, cols: latent)
         rng.fillGaussian(&z.storage)
         var y = Matrix(rows: count, cols: dimension)
-        var noise = [Double](repeating: 0, count: count * dimension)
-        rng.fillGaussian(&noise)
         let sd = noiseVariance.squareRoot()
-        for n in 0..<count { for i in 0..<dimension { y.storage[n * dimension + i] = offset[i] + sd * noise[n * dimension + i] } }
+        // Noise straight into y, in the stream's order: no second N × D array.
+        y.storage.withUnsafeMutableBufferPointer { p in
+            for n in 0..<count { for i in 0..<dimension { p[n * dimension + i] = offset[i] + sd * rng.gaussian() } }
+        }
         gemm(z, false, loadings, true, alpha: 1, beta: 1, into: &y)
         return y
     }

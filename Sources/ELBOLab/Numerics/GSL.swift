@@ -23,7 +23,8 @@ enum GSLRuntime {
         gsl_set_error_handler_off()
         openblas_set_num_threads(1)
         // Batch buffers (N × J, N × 2J) are allocated and freed every step; above glibc's
-        // 128 KiB threshold each would be a fresh mmap, page-faulted and zeroed. Keep them on the heap.
+        // 128 KiB threshold each would be a fresh mmap, page-faulted and zeroed. Keep them on the
+        // heap (up to 64 MiB; the data set itself stays mmapped and is returned when freed).
         elbolab_keep_buffers_on_heap()
         return true
     }()
