@@ -92,6 +92,9 @@ final class PerDatapointEngine: InferenceEngine {
     /// The E-step of the notes: Adam on (m_n, log v_n) with reparameterised one-sample gradients.
     private func adamEStep() {
         guard var optimizer = localOptimizer, var logV = localLogVariances else { return }
+        // Hand the buffers over, so changing them below does not copy them (copy-on-write).
+        localOptimizer = nil
+        localLogVariances = nil
         let n = data.count, j = options.latent
         let batch = Batch(data)
         var x = [Double](repeating: 0, count: 2 * n * j)
