@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import ELBOLab
 
@@ -78,5 +79,52 @@ struct MomentFormTests {
         options.optimizer = .bfgs
         options.gradient = .reparam
         #expect(throws: InputError.self) { _ = try makeEngine(options, data: data) }
+    }
+
+    @Test("the linear encoder's ELBO and gradients from moments equal the per-point computation",
+          arguments: [ModelConstraints.free, ModelConstraints(zeroOffset: true)])
+    func linearEncoderMoments(constraints: ModelConstraints) throws {
+        let (data, start) = Self.data(dimension: 7, latent: 2, count: 300, seed: 17)
+        var model = start
+        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: 7) }
+        let rng = RandomSource(seed: 99)
+        var encoder = LinearEncoder(data: data, latent: 2)
+        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        let fast = LinearEncoderMoments(data: data, encoder: encoder).evaluate(model: model, encoder: encoder.parameters)
+
+        let batch = Batch(data)
+        let out = encoder.forward(batch)
+        let q = GaussianPosteriors(means: out.means, family: .diagonal,
+                                   scales: Matrix(rows: data.count, cols: 2, storage: out.logVariances.storage.map { exp($0) }))
+        let value = ExactELBO.average(data: data, model: model, q: q)
+        let g = ELBOGradient.meanField(batch: batch, model: model, means: out.means, logVariances: out.logVariances,
+                                       estimator: .exact, kl: .analytic, samples: 1, rng: rng)
+        let encoderGradient = encoder.backward(batch, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
+                                               scale: 1 / Double(data.count))
+        func close(_ a: Double, _ b: Double, scale: Double) -> Bool { abs(a - b) <= Self.sumsTolerance * max(1, scale) }
+        #expect(close(fast.value, value, scale: abs(value)), "value \(fast.value) vs \(value)")
+        let wScale = g.model.loadings.maxAbs
+        #expect((fast.model.loadings - g.model.loadings).maxAbs <= Self.sumsTolerance * max(1, wScale))
+        let bScale = g.model.offset.map(abs).max()!
+        #expect(zip(fast.model.offset, g.model.offset).allSatisfy { close($0, $1, scale: bScale) })
+        #expect(close(fast.model.noiseVariance, g.model.noiseVariance, scale: abs(g.model.noiseVariance)))
+        let eScale = encoderGradient.map(abs).max()!
+        let worst = zip(fast.encoder, encoderGradient).map { abs($0 - $1) }.max()!
+        #expect(worst <= Self.sumsTolerance * max(1, eScale), "encoder gradient differs by \(worst)")
+    }
+
+    @Test("the linear encoder's M-step from moments equals maximizingELBO on the per-point q",
+          arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true)])
+    func linearEncoderMStep(constraints: ModelConstraints) throws {
+        let (data, _) = Self.data(dimension: 7, latent: 2, count: 300, seed: 23)
+        let rng = RandomSource(seed: 7)
+        var encoder = LinearEncoder(data: data, latent: 2)
+        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        let fast = try LinearEncoderMoments(data: data, encoder: encoder).maximizingModel(encoder: encoder.parameters, constraints: constraints)
+        let out = encoder.forward(Batch(data))
+        let q = GaussianPosteriors(means: out.means, family: .diagonal,
+                                   scales: Matrix(rows: data.count, cols: 2, storage: out.logVariances.storage.map { exp($0) }))
+        let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
+        #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance)
     }
 }

@@ -24,6 +24,8 @@ final class EncoderEngine: InferenceEngine {
     private var jointSolver: BFGSMinimizer?
     private var encoderSolver: BFGSMinimizer?
     private var evaluations = 0
+    /// The exact objective in moment form (linear encoder, exact gradient, full batch), else nil.
+    private let moments: LinearEncoderMoments?
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
@@ -52,6 +54,11 @@ final class EncoderEngine: InferenceEngine {
         cursor = data.count
         fullBatch = Batch(data)
         batch = batchSize == data.count ? fullBatch : Batch(capacity: batchSize, dimension: data.dimension, mean: data.mean)
+        if options.resolvedGradient == .exact, batchSize == data.count, let linear = encoder as? LinearEncoder {
+            moments = LinearEncoderMoments(data: data, encoder: linear)
+        } else {
+            moments = nil
+        }
         if options.optimizer == .bfgs {
             guard options.resolvedGradient == .exact else {
                 throw InputError("--optimizer bfgs needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
@@ -82,6 +89,10 @@ final class EncoderEngine: InferenceEngine {
     /// the flat θ coordinates and φ, on all of the data.
     private func exactObjective(model theta: LinearGaussianModel, encoderParameters: [Double]) -> (value: Double, model: [Double], encoder: [Double]) {
         evaluations += 1
+        if let moments {
+            let r = moments.evaluate(model: theta, encoder: encoderParameters)
+            return (r.value.isFinite ? r.value : -.infinity, parameterization.pullback(r.model, at: theta), r.encoder)
+        }
         var enc = encoder
         enc.parameters = encoderParameters
         let out = enc.forward(fullBatch)
@@ -130,6 +141,12 @@ final class EncoderEngine: InferenceEngine {
         return GaussianPosteriors(means: out.means, family: .diagonal, scales: Matrix(rows: data.count, cols: options.latent, storage: v))
     }
 
+    /// The M-step given the encoder's q, from the moments where the encoder is linear.
+    private func closedFormModel() throws -> LinearGaussianModel {
+        if let moments { return try moments.maximizingModel(encoder: encoder.parameters, constraints: options.constraints) }
+        return try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+    }
+
     /// The next minibatch (a fresh permutation each epoch), or all of the data.
     private func nextBatch() -> Batch {
         if batchSize == data.count { return fullBatch }
@@ -174,8 +191,19 @@ final class EncoderEngine: InferenceEngine {
             encoder.parameters = phi
             work.dataPasses += Double(evaluations - before)
             work.gradientEvaluations += evaluations - before
-            model = try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+            model = try closedFormModel()
             work.dataPasses += 1
+        } else if let moments, options.strategy == .joint {
+            let r = moments.evaluate(model: model, encoder: encoder.parameters)
+            var x = parameterization.pack(model)
+            let split = x.count
+            x.append(contentsOf: encoder.parameters)
+            var grad = parameterization.pullback(r.model, at: model)
+            grad.append(contentsOf: r.encoder)
+            jointOptimizer.step(&x, gradient: grad)
+            model = parameterization.unpack(Array(x[..<split]))
+            encoder.parameters = Array(x[split...])
+            work = StepWork(dataPasses: 1, gradientEvaluations: 1)
         } else if options.strategy == .joint {
             let b = nextBatch()
             let (g, out) = estimate(b)
@@ -191,17 +219,22 @@ final class EncoderEngine: InferenceEngine {
             work = StepWork(dataPasses: fraction, gradientEvaluations: 1)
         } else {
             for _ in 0..<max(1, options.encoderSteps) {
-                let b = nextBatch()
-                let (g, out) = estimate(b)
-                let grad = encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
+                let grad: [Double]
+                if let moments {
+                    grad = moments.evaluate(model: model, encoder: encoder.parameters).encoder
+                } else {
+                    let b = nextBatch()
+                    let (g, out) = estimate(b)
+                    grad = encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
                                             scale: 1 / Double(b.count))
+                }
                 encoderOptimizer.step(&encoder.parameters, gradient: grad)
                 work.dataPasses += fraction
                 work.gradientEvaluations += 1
             }
             switch options.mStep {
             case .closedForm:
-                model = try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+                model = try closedFormModel()
                 work.dataPasses += 1
             case .gradient:
                 let b = nextBatch()
