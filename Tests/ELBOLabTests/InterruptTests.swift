@@ -55,4 +55,54 @@ struct InterruptTests {
             _ = try ParamsFile.read(path: out.appendingPathComponent("params.json").path)
         }
     }
+
+    @Test("SIGINT during run: the jobs stop within a second and every file the run leaves is complete")
+    func runInterrupted() throws {
+        let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle")
+        try withTemporaryFolder { folder in
+            let spec = """
+            {"name": "sigint", "title": "interrupted", "description": "a run that is stopped by SIGINT",
+             "data": {"dim": 20, "latent": 3, "count": 20000, "noise-variance": 0.5, "seed": 1},
+             "seeds": [1, 2],
+             "stop": {"tolerance": 0, "max-seconds": 120},
+             "runs": [{"label": "joint reparam", "strategy": "joint", "gradient": "reparam"}]}
+            """
+            try AtomicFile.write(spec, to: folder.appendingPathComponent("sigint.json").path)
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["run", "sigint.json", "--output", "out", "--quiet", "--no-plots"]
+            process.currentDirectoryURL = folder
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: 3)
+            #expect(process.isRunning, "the run ended before it could be interrupted")
+            let sent = Date()
+            process.interrupt()
+            process.waitUntilExit()
+            let took = Date().timeIntervalSince(sent)
+            #expect(took < Self.stopWithin, "stopped \(took) s after SIGINT")
+            #expect(process.terminationStatus != 0)
+
+            let out = folder.appendingPathComponent("out")
+            let names = try FileManager.default.contentsOfDirectory(atPath: out.path)
+            #expect(!names.contains { $0.contains(".tmp") }, "temporary files left: \(names)")
+            for required in ["curves.csv", "runs.csv", "summary.csv", "summary.md", "meta.json"] {
+                #expect(names.contains(required), "\(required) missing from \(names)")
+            }
+            let curves = try String(contentsOf: out.appendingPathComponent("curves.csv"), encoding: .utf8)
+            #expect(curves.hasSuffix("\n"))
+            let lines = curves.split(separator: "\n")
+            #expect(lines.first == "experiment,run,strategy,seed,iteration,data_passes,gradient_evaluations,seconds,elbo,loglik,approximation_gap,amortization_gap")
+            for line in lines.dropFirst() {
+                let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+                #expect(fields.count == 12 && fields[4...].allSatisfy { Double($0) != nil }, "bad row \(line)")
+            }
+            // Both seeds ran at once and each logged rows before the interruption.
+            #expect(Set(lines.dropFirst().map { $0.split(separator: ",")[3] }) == ["1", "2"])
+            let runs = try String(contentsOf: out.appendingPathComponent("runs.csv"), encoding: .utf8)
+            #expect(runs.contains("interrupted"), "runs.csv does not mark the jobs interrupted")
+        }
+    }
 }
