@@ -7,30 +7,38 @@ struct InterruptTests {
     /// How long the process may take to stop after SIGINT (the promise is "within a second").
     static let stopWithin = 1.0
 
+    /// Starts elbolab with `arguments` in `folder`, sends SIGINT after `seconds`, checks that it
+    /// was still running then and stopped within ``stopWithin``; returns its exit status.
+    static func interrupt(_ arguments: [String], in folder: URL, after seconds: Double) throws -> Int32 {
+        let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = folder
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: seconds)
+        #expect(process.isRunning, "elbolab \(arguments[0]) ended before it could be interrupted")
+        let sent = Date()
+        process.interrupt()
+        process.waitUntilExit()
+        let took = Date().timeIntervalSince(sent)
+        #expect(took < stopWithin, "stopped \(took) s after SIGINT")
+        return process.terminationStatus
+    }
+
     @Test("SIGINT during fit: the process stops within a second and every file it leaves is complete")
     func fitInterrupted() throws {
-        let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle")
         try withTemporaryFolder { folder in
             let rng = RandomSource(seed: 5)
             let model = LinearGaussianModel.random(dimension: 20, latent: 3, noiseVariance: 0.5, using: rng)
             try AtomicFile.write(CSV.text(of: model.sample(count: 20_000, using: rng)), to: folder.appendingPathComponent("data.csv").path)
-            let process = Process()
-            process.executableURL = executable
-            process.arguments = ["fit", "--data", "data.csv", "--latent", "3", "--strategy", "joint", "--gradient", "reparam",
-                                 "--tolerance", "0", "--max-seconds", "120", "--output", "out", "--quiet"]
-            process.currentDirectoryURL = folder
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: 2)
-            #expect(process.isRunning, "the fit ended before it could be interrupted")
-            let sent = Date()
-            process.interrupt()
-            process.waitUntilExit()
-            let took = Date().timeIntervalSince(sent)
-            #expect(took < Self.stopWithin, "stopped \(took) s after SIGINT")
-            #expect(process.terminationStatus == 130)
+            let status = try Self.interrupt(["fit", "--data", "data.csv", "--latent", "3", "--strategy", "joint",
+                                             "--gradient", "reparam", "--tolerance", "0", "--max-seconds", "120",
+                                             "--output", "out", "--quiet"], in: folder, after: 2)
+            #expect(status == 130)
 
             let out = folder.appendingPathComponent("out")
             let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
@@ -58,7 +66,6 @@ struct InterruptTests {
 
     @Test("SIGINT during run: the jobs stop within a second and every file the run leaves is complete")
     func runInterrupted() throws {
-        let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle")
         try withTemporaryFolder { folder in
             let spec = """
             {"name": "sigint", "title": "interrupted", "description": "a run that is stopped by SIGINT",
@@ -68,22 +75,9 @@ struct InterruptTests {
              "runs": [{"label": "joint reparam", "strategy": "joint", "gradient": "reparam"}]}
             """
             try AtomicFile.write(spec, to: folder.appendingPathComponent("sigint.json").path)
-            let process = Process()
-            process.executableURL = executable
-            process.arguments = ["run", "sigint.json", "--output", "out", "--quiet", "--no-plots"]
-            process.currentDirectoryURL = folder
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: 3)
-            #expect(process.isRunning, "the run ended before it could be interrupted")
-            let sent = Date()
-            process.interrupt()
-            process.waitUntilExit()
-            let took = Date().timeIntervalSince(sent)
-            #expect(took < Self.stopWithin, "stopped \(took) s after SIGINT")
-            #expect(process.terminationStatus != 0)
+            let status = try Self.interrupt(["run", "sigint.json", "--output", "out", "--quiet", "--no-plots"],
+                                            in: folder, after: 3)
+            #expect(status != 0)
 
             let out = folder.appendingPathComponent("out")
             let names = try FileManager.default.contentsOfDirectory(atPath: out.path)

@@ -137,15 +137,22 @@ public struct LinearGaussianModel: Equatable, Sendable {
     /// posterior mean: a sum of non-negative terms, free of the cancellation in `‖r‖² − pᵀM⁻¹p`.
     public func pointLogLikelihoods(of data: Dataset) throws -> [Double] {
         precondition(data.dimension == dimension)
-        let logDetC = try logDeterminantCovariance()
         let (means, _) = try posterior(of: data)
-        let residuals = residualSquaredNorms(of: data, means: means)
-        let constant = Double(dimension) * log(2 * Double.pi) + logDetC
-        var out = [Double](repeating: 0, count: data.count)
-        for n in 0..<data.count {
-            var mm = 0.0
-            for j in 0..<latent { let v = means[n, j]; mm += v * v }
-            out[n] = -0.5 * (constant + residuals[n] / noiseVariance + mm)
+        return try pointLogLikelihoods(posteriorMeans: means, residuals: residualSquaredNorms(of: data, means: means))
+    }
+
+    /// `log p(y_n) = −½ [D log 2π + log|C| + ‖r_n − Wμ_n‖²/s2 + ‖μ_n‖²]` from the posterior means
+    /// μ_n (`N × J`) and their residuals ‖y_n − Wμ_n − b‖².
+    func pointLogLikelihoods(posteriorMeans means: Matrix, residuals: [Double]) throws -> [Double] {
+        let constant = Double(dimension) * log(2 * Double.pi) + (try logDeterminantCovariance())
+        let j = latent
+        var out = [Double](repeating: 0, count: means.rows)
+        means.storage.withUnsafeBufferPointer { m in
+            for n in 0..<means.rows {
+                var mm = 0.0
+                for c in 0..<j { mm += m[n * j + c] * m[n * j + c] }
+                out[n] = -0.5 * (constant + residuals[n] / noiseVariance + mm)
+            }
         }
         return out
     }

@@ -182,18 +182,8 @@ public enum Scorer {
     public static func score(data: Dataset, model: LinearGaussianModel, q: GaussianPosteriors) throws -> Score {
         let best = try GaussianPosteriors.optimal(q.family, model: model, data: data)
         let bestResiduals = model.residualSquaredNorms(of: data, means: best.means)
-        // log p(y_n) = −½[D log 2π + log|C| + ‖r − Wμ‖²/s2 + ‖μ‖²] at the posterior mean μ.
-        let logDetC = try model.logDeterminantCovariance()
-        let constant = Double(model.dimension) * log(2 * Double.pi) + logDetC
-        var ll = [Double](repeating: 0, count: data.count)
-        let j = model.latent
-        best.means.storage.withUnsafeBufferPointer { m in
-            for n in 0..<data.count {
-                var mm = 0.0
-                for c in 0..<j { mm += m[n * j + c] * m[n * j + c] }
-                ll[n] = -0.5 * (constant + bestResiduals[n] / model.noiseVariance + mm)
-            }
-        }
+        // q*'s means are the posterior means in both families.
+        let ll = try model.pointLogLikelihoods(posteriorMeans: best.means, residuals: bestResiduals)
         let invN = 1.0 / Double(data.count)
         let logLik = neumaierSum(ll) * invN
         let bestELBO = q.family == .full
@@ -244,37 +234,44 @@ extension LinearGaussianModel {
         gemm(data.centered, true, q.means, false, into: &ym)             // Σ (y_n − ȳ) m_nᵀ
         var mm = Matrix(rows: j, cols: j)
         gemm(q.means, true, q.means, false, into: &mm)
-        let msum = q.means.columnSums()
-        let w: Matrix
-        var b = [Double](repeating: 0, count: d)
-        if constraints.zeroOffset {
-            for i in 0..<d { for k in 0..<j { ym[i, k] += data.mean[i] * msum[k] } }
-            w = try Cholesky(symmetrized(mm + v)).solve(ym.transposed).transposed
-        } else {
-            let a = j + 1
-            var syx = Matrix(rows: d, cols: a), sxx = Matrix(rows: a, cols: a)
-            for i in 0..<d {
-                for k in 0..<j { syx[i, k] = ym[i, k] }
-                syx[i, j] = data.centeredColumnSums[i]
-            }
-            for k in 0..<j {
-                for l in 0..<j { sxx[k, l] = mm[k, l] + v[k, l] }
-                sxx[k, j] = msum[k]; sxx[j, k] = msum[k]
-            }
-            sxx[j, j] = n
-            let wb = try Cholesky(symmetrized(sxx)).solve(syx.transposed).transposed
-            var wm = Matrix(rows: d, cols: j)
-            for i in 0..<d {
-                for k in 0..<j { wm[i, k] = wb[i, k] }
-                b[i] = data.mean[i] + wb[i, j]
-            }
-            w = wm
-        }
+        let (w, b) = try regressOnMeans(data: data, dataTimesMeans: ym, second: mm + v,
+                                        meanSum: q.means.columnSums(), constraints: constraints)
         var model = LinearGaussianModel(loadings: w, offset: b, noiseVariance: constraints.noiseVariance ?? 1)
         if constraints.noiseVariance == nil {
             let residual = neumaierSum(model.residualSquaredNorms(of: data, means: q.means))
             model.noiseVariance = (residual + model.gram.frobeniusDot(v)) / (n * Double(d))
         }
         return model
+    }
+
+    /// The regression step shared by every M-step given q: W and b from the sums over points
+    /// `Σ (y_n − ȳ) m_nᵀ` (`D × J`), `Σ (m_n m_nᵀ + S_n)` (`J × J`) and `Σ m_n`, by regressing y on
+    /// `[m_n; 1]` (on `m_n` alone, with b = 0, when the offset is held).
+    static func regressOnMeans(data: Dataset, dataTimesMeans ym: Matrix, second: Matrix, meanSum msum: [Double],
+                               constraints: ModelConstraints) throws -> (loadings: Matrix, offset: [Double]) {
+        let d = data.dimension, j = second.rows, n = Double(data.count)
+        var b = [Double](repeating: 0, count: d)
+        if constraints.zeroOffset {
+            var yUncentred = ym                                       // Σ y_n m_nᵀ
+            for i in 0..<d { for k in 0..<j { yUncentred[i, k] += data.mean[i] * msum[k] } }
+            return (try Cholesky(symmetrized(second)).solve(yUncentred.transposed).transposed, b)
+        }
+        var syx = Matrix(rows: d, cols: j + 1), sxx = Matrix(rows: j + 1, cols: j + 1)
+        for i in 0..<d {
+            for k in 0..<j { syx[i, k] = ym[i, k] }
+            syx[i, j] = data.centeredColumnSums[i]
+        }
+        for k in 0..<j {
+            for l in 0..<j { sxx[k, l] = second[k, l] }
+            sxx[k, j] = msum[k]; sxx[j, k] = msum[k]
+        }
+        sxx[j, j] = n
+        let wb = try Cholesky(symmetrized(sxx)).solve(syx.transposed).transposed
+        var w = Matrix(rows: d, cols: j)
+        for i in 0..<d {
+            for k in 0..<j { w[i, k] = wb[i, k] }
+            b[i] = data.mean[i] + wb[i, j]
+        }
+        return (w, b)
     }
 }

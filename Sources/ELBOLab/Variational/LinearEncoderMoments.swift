@@ -109,29 +109,8 @@ struct LinearEncoderMoments {
         }
         var ym = Matrix(rows: d, cols: j)                             // Σ (y_n − ȳ) m_nᵀ = N S Aᵀ + s cᵀ
         for i in 0..<d { for k in 0..<j { ym[i, k] = n * st.aS[k, i] + s[i] * st.c[k] } }
-        var w: Matrix
-        var b = [Double](repeating: 0, count: d)
-        if constraints.zeroOffset {
-            for i in 0..<d { for k in 0..<j { ym[i, k] += data.mean[i] * msum[k] } }
-            w = try Cholesky(symmetrized(second)).solve(ym.transposed).transposed
-        } else {
-            var syx = Matrix(rows: d, cols: j + 1), sxx = Matrix(rows: j + 1, cols: j + 1)
-            for i in 0..<d {
-                for k in 0..<j { syx[i, k] = ym[i, k] }
-                syx[i, j] = s[i]
-            }
-            for k in 0..<j {
-                for l in 0..<j { sxx[k, l] = second[k, l] }
-                sxx[k, j] = msum[k]; sxx[j, k] = msum[k]
-            }
-            sxx[j, j] = n
-            let wb = try Cholesky(symmetrized(sxx)).solve(syx.transposed).transposed
-            w = Matrix(rows: d, cols: j)
-            for i in 0..<d {
-                for k in 0..<j { w[i, k] = wb[i, k] }
-                b[i] = data.mean[i] + wb[i, j]
-            }
-        }
+        let (w, b) = try LinearGaussianModel.regressOnMeans(data: data, dataTimesMeans: ym, second: second,
+                                                            meanSum: msum, constraints: constraints)
         var model = LinearGaussianModel(loadings: w, offset: b, noiseVariance: constraints.noiseVariance ?? 1)
         if constraints.noiseVariance == nil {
             var trGV = 0.0
