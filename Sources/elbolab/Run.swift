@@ -26,6 +26,8 @@ struct ExperimentOptions: ParsableArguments {
     @Flag(help: "No progress line on stderr.") var quiet = false
     @Flag(name: .customLong("no-plots"), help: "Write the gnuplot scripts but do not run gnuplot.") var noPlots = false
     @Option(help: "Jobs (run × seed) run at once (default: the number of cores).") var workers: Int?
+    @Flag(help: "Keep the run × seed pairs an earlier, interrupted run of the same spec finished in the output folder; run the rest.")
+    var resume = false
 
     func validate() throws {
         if let w = workers, w < 1 { throw ValidationError("--workers must be at least 1, got \(w)") }
@@ -40,7 +42,7 @@ struct ExperimentOptions: ParsableArguments {
         }
         let stop: @Sendable () -> Bool = { interruptRequested != 0 }
         return ExperimentRunner(progress: progress, shouldStop: stop, plots: noPlots ? .off : .automatic,
-                                workers: workers ?? ProcessInfo.processInfo.activeProcessorCount)
+                                workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, resume: resume)
     }
 }
 
@@ -77,7 +79,8 @@ final class ProgressLine: @unchecked Sendable {
 func announce(_ o: ExperimentOutcome, quiet: Bool) {
     if !quiet && isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     let plots = o.report.plots.filter { $0.hasSuffix(".png") }.count
-    print("\(o.name): \(o.folder)/summary.md" + (plots > 0 ? ", \(plots) plots (PNG + SVG)" : ", plots not drawn") + " [\(fixed(o.wallSeconds, 1)) s]")
+    print("\(o.name): \(o.folder)/summary.md" + (plots > 0 ? ", \(plots) plots (PNG + SVG)" : ", plots not drawn") + " [\(fixed(o.wallSeconds, 1)) s]"
+          + (o.keptJobs > 0 ? " (\(o.keptJobs) finished run × seed pairs kept)" : ""))
     if !o.faults.isEmpty {
         print("  \(o.faults.count) job(s) stopped on a numerical fault, e.g. \(o.faults[0])")
     }
@@ -91,11 +94,13 @@ struct Run: ParsableCommand {
         The spec format is described in experiments/README.md; the files written in
         results/README.md. Jobs run in parallel, one per core, each single-threaded and seeded,
         so a seed's figures do not depend on scheduling (only its seconds do). Ctrl-C stops
-        the jobs at their next step and writes what they have.
+        the jobs at their next step and writes what they have; `--resume` then reruns only
+        the pairs that did not finish.
 
         Examples:
           elbolab run experiments/ppca.json
           elbolab run experiments/ppca.json --output /tmp/ppca --workers 1
+          elbolab run experiments/ppca.json --resume      # after a Ctrl-C
         """
     )
 
@@ -108,7 +113,7 @@ struct Run: ParsableCommand {
             let loaded = try ExperimentSpec.load(path: spec)
             let outcome = try experiment.runner().run(loaded, output: output ?? "results/\(loaded.name)")
             announce(outcome, quiet: experiment.quiet)
-            if outcome.interrupted { throw InputError("interrupted: the partial results are in \(outcome.folder)") }
+            if outcome.interrupted { throw InputError("interrupted: the partial results are in \(outcome.folder); `--resume` finishes the rest") }
         }
     }
 }

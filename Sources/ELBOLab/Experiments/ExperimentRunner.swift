@@ -30,6 +30,8 @@ public struct ExperimentOutcome: Sendable {
     public var faults: [String]
     /// Whether the user stopped it.
     public var interrupted: Bool
+    /// Run × seed pairs kept from an earlier run (`--resume`) rather than run again.
+    public var keptJobs: Int = 0
 }
 
 /// Runs experiments: every run × seed (× data size) as an independent job, jobs spread over
@@ -44,13 +46,18 @@ public struct ExperimentRunner: Sendable {
     public var plots: PlotDrawing
     /// Jobs run at once (default: the number of cores).
     public var workers: Int
+    /// Keep the finished run × seed pairs already in the output folder and run only the rest
+    /// (see ``FinishedJobs``).
+    public var resume: Bool
 
     public init(progress: (@Sendable (ExperimentProgress) -> Void)? = nil, shouldStop: (@Sendable () -> Bool)? = nil,
-                plots: PlotDrawing = .automatic, workers: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                plots: PlotDrawing = .automatic, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                resume: Bool = false) {
         self.progress = progress
         self.shouldStop = shouldStop
         self.plots = plots
         self.workers = max(1, workers)
+        self.resume = resume
     }
 
     struct Job: Sendable {
@@ -63,6 +70,8 @@ public struct ExperimentRunner: Sendable {
 
     struct JobResult: Sendable {
         var record: RunRecord
+        /// The job's row of `runs.csv` (kept verbatim when resumed).
+        var runRow: [String]
         var curveRows: [[String]]
     }
 
@@ -110,7 +119,14 @@ public struct ExperimentRunner: Sendable {
             }
         }
 
-        let results = try runJobs(jobs, datasets: datasets, truth: truth, experiment: spec.name, elapsed: elapsed)
+        let finished = resume ? try FinishedJobs(folder: output, spec: spec) : FinishedJobs()
+        let kept = jobs.map { finished.result(run: $0.label, seed: $0.seed) }
+        let pending = jobs.indices.filter { kept[$0] == nil }
+        let fresh = try runJobs(pending.map { jobs[$0] }, datasets: datasets, truth: truth, experiment: spec.name,
+                                alreadyFinished: jobs.count - pending.count, elapsed: elapsed)
+        var results = kept
+        for (k, i) in pending.enumerated() { results[i] = fresh[k] }
+        let allResults = results.compactMap { $0 }
 
         var varianceNote = ""
         if spec.kind == .gradientVariance, let v = spec.variance {
@@ -122,9 +138,10 @@ public struct ExperimentRunner: Sendable {
         }
 
         // The files of record, in spec order whatever order the jobs ran in.
-        let curves = CSVTable(header: curvesHeader, rows: results.flatMap(\.curveRows), name: "curves.csv")
+        let curves = CSVTable(header: curvesHeader, rows: allResults.flatMap(\.curveRows), name: "curves.csv")
         try AtomicFile.write(curves.text, to: output + "/curves.csv")
-        try AtomicFile.write(RunRecord.table(results.map(\.record)).text, to: output + "/runs.csv")
+        try AtomicFile.write(CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text,
+                             to: output + "/runs.csv")
         if let truth { try AtomicFile.write(ParamsFile.json(truth).text() + "\n", to: output + "/truth.json") }
         if let text = FileManager.default.contents(atPath: spec.path) {
             try AtomicFile.write(String(decoding: text, as: UTF8.self), to: output + "/spec.json")
@@ -138,14 +155,14 @@ public struct ExperimentRunner: Sendable {
         meta.wallSeconds = elapsed()
         try AtomicFile.write(meta.json.text() + "\n", to: output + "/meta.json")
         let report = try ExperimentReport.write(folder: output, plots: plots)
-        let faults = results.compactMap { r in r.record.fault.isEmpty ? nil : "\(r.record.run) seed \(r.record.seed): \(r.record.fault)" }
+        let faults = allResults.compactMap { r in r.record.fault.isEmpty ? nil : "\(r.record.run) seed \(r.record.seed): \(r.record.fault)" }
         return ExperimentOutcome(name: spec.name, title: spec.title, folder: output, wallSeconds: elapsed(), report: report,
-                                 faults: faults, interrupted: interrupted)
+                                 faults: faults, interrupted: interrupted, keptJobs: jobs.count - pending.count)
     }
 
     /// Runs every job, `workers` at a time, longest caps first; results come back in job order.
     func runJobs(_ jobs: [Job], datasets: [Dataset], truth: LinearGaussianModel?, experiment: String,
-                 elapsed: @escaping @Sendable () -> Double) throws -> [JobResult] {
+                 alreadyFinished: Int = 0, elapsed: @escaping @Sendable () -> Double) throws -> [JobResult] {
         let slots = ResultSlots<Result<JobResult, Error>>(count: jobs.count)
         let order = Array(jobs.indices).sorted { a, b in
             let ca = jobs[a].options.maxSeconds * Double(datasets[jobs[a].dataIndex].count)
@@ -153,9 +170,9 @@ public struct ExperimentRunner: Sendable {
             return ca != cb ? ca > cb : a < b
         }
         let queue = JobQueue(order: order)
-        let finished = Counter()
+        let finished = Counter(alreadyFinished)
         let progress = self.progress, shouldStop = self.shouldStop
-        let total = jobs.count
+        let total = jobs.count + alreadyFinished
         let threads = min(workers, jobs.count)
         let work: @Sendable (Int) -> Void = { _ in
             while let i = queue.take() {
@@ -176,9 +193,8 @@ public struct ExperimentRunner: Sendable {
                         [experiment, job.label, job.options.strategy.rawValue, String(job.seed)]
                             + row.csvFields.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
                     }
-                    outcome = .success(JobResult(record: ExperimentRunner.record(of: result, job: job, data: data, truth: truth,
-                                                                                 experiment: experiment),
-                                                 curveRows: rows))
+                    let record = ExperimentRunner.record(of: result, job: job, data: data, truth: truth, experiment: experiment)
+                    outcome = .success(JobResult(record: record, runRow: record.fields, curveRows: rows))
                 } catch {
                     outcome = .failure(error)
                 }
@@ -298,7 +314,9 @@ func withJobThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
 /// A thread-safe counter.
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
-    private var count = 0
+    private var count: Int
+
+    init(_ start: Int = 0) { count = start }
 
     var value: Int {
         lock.lock()
