@@ -191,7 +191,10 @@ extension Dataset {
     public static func load(csv path: String) throws -> Dataset {
         let d = Dataset(points: try CSV.read(path: path), name: path)
         if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
-            throw InputError("\(path): the values are too large for their mean and variance to be finite (rescale the data)")
+            // Name the first column at fault; off-diagonal products can overflow on their own.
+            let column = (0..<d.dimension).first { !d.mean[$0].isFinite || !d.covariance[$0, $0].isFinite }
+            let which = column.map { "column \($0 + 1): " } ?? ""
+            throw InputError("\(path): \(which)the values are too large for their mean and variance to be finite (rescale the data)")
         }
         return d
     }
