@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Property-based tests (random models, q and data; seeded, shrinking on failure).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
@@ -21,7 +23,10 @@ let package = Package(
         ),
         // `make bench`: throughput, time-to-tolerance, BLAS roofline, thread scaling, memory.
         .executableTarget(name: "elbolab-bench", dependencies: ["ELBOLab", "CGSL"], path: "Benchmarks/ELBOLabBench"),
-        .testTarget(name: "ELBOLabTests", dependencies: ["ELBOLab"]),
+        .testTarget(
+            name: "ELBOLabTests",
+            dependencies: ["ELBOLab", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -141,7 +141,11 @@ struct LogLik: ParsableCommand {
             guard model.dimension == dataset.dimension else {
                 throw InputError("\(params): W has \(model.dimension) rows but \(data) has \(dataset.dimension) columns")
             }
-            print(formatNumber(try model.logLikelihood(of: dataset)))
+            let value = try model.logLikelihood(of: dataset)
+            guard value.isFinite else {
+                throw InputError("\(params): the log-likelihood of \(data) under these parameters is \(value), not finite: W or noise_variance is too extreme for this data (rescale)")
+            }
+            print(formatNumber(value))
         }
     }
 }

@@ -205,10 +205,7 @@ extension ExperimentSpec {
     /// - Throws: ``InputError`` naming the file and the field, e.g.
     ///   `experiments/ppca.json: runs[2].strategy: unknown strategy "vae" (expected one of mle, em, per-datapoint, amortized, joint)`.
     public static func load(path: String) throws -> ExperimentSpec {
-        guard let bytes = FileManager.default.contents(atPath: path) else {
-            throw InputError("\(path): cannot read the spec file")
-        }
-        return try parse(bytes, path: path)
+        try parse(try readFile(path, what: "spec file"), path: path)
     }
 
     /// Parses spec JSON; `path` names the file in messages and anchors relative CSV paths.

@@ -13,13 +13,9 @@ import Darwin
 public enum CSV {
     /// Reads the numeric table in `path` as an `N × D` matrix.
     public static func read(path: String) throws -> Matrix {
+        try refuseNonFile(path, what: "CSV file")
         var info = stat()
-        if stat(path, &info) != 0 {
-            throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))")
-        }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw InputError("\(path): is a directory, not a CSV file")
-        }
+        _ = stat(path, &info)
         guard let file = fopen(path, "rb") else {
             throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
@@ -68,7 +64,13 @@ public enum CSV {
             fields.removeAll(keepingCapacity: true)
             let parsed = try parseLine(raw, start, end, path: path, line: lineNumber, into: &fields,
                                        headerAllowed: rows == 0 && width == -1)
-            if !parsed { width = -2; continue }   // the header line: only the first line with content
+            if !parsed {   // the header line: only the first line with content
+                guard isText(raw, start, end) else {
+                    throw InputError("\(path):\(lineNumber): is not text (control characters or invalid UTF-8): this is not a text CSV file")
+                }
+                width = -2
+                continue
+            }
             if width < 0 {
                 width = fields.count
             } else if fields.count != width {
@@ -81,6 +83,13 @@ public enum CSV {
             throw InputError("\(path): contains no data rows")
         }
         return Matrix(rows: rows, cols: width, storage: values)
+    }
+
+    /// Valid UTF-8 without control characters other than tab.
+    private static func isText(_ p: UnsafeMutablePointer<CChar>, _ start: Int, _ end: Int) -> Bool {
+        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(p + start).assumingMemoryBound(to: UInt8.self), count: end - start)
+        guard let line = String(validating: bytes, as: UTF8.self) else { return false }
+        return !line.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }
     }
 
     private static func isBlank(_ p: UnsafeMutablePointer<CChar>, _ start: Int, _ end: Int) -> Bool {
@@ -182,8 +191,25 @@ extension Dataset {
     public static func load(csv path: String) throws -> Dataset {
         let d = Dataset(points: try CSV.read(path: path), name: path)
         if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
-            throw InputError("\(path): the values are too large for their mean and variance to be finite (rescale the data)")
+            // Name the first column at fault; off-diagonal products can overflow on their own.
+            let column = (0..<d.dimension).first { !d.mean[$0].isFinite || !d.covariance[$0, $0].isFinite }
+            let which = column.map { "column \($0 + 1): " } ?? ""
+            throw InputError("\(path): \(which)the values are too large for their mean and variance to be finite (rescale the data)")
         }
         return d
+    }
+}
+
+/// Throws an ``InputError`` when `path` is missing, a directory or a device (reading
+/// `/dev/zero` as a text file would never end).
+func refuseNonFile(_ path: String, what: String) throws {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+        throw InputError("\(path): cannot open the \(what): \(String(cString: strerror(errno)))")
+    }
+    switch info.st_mode & S_IFMT {
+    case S_IFDIR: throw InputError("\(path): is a directory, not a \(what)")
+    case S_IFCHR, S_IFBLK: throw InputError("\(path): is a device, not a \(what)")
+    default: return
     }
 }
