@@ -159,6 +159,10 @@ struct HostileInputTests {
         Case(testDescription: "spec: a loadings matrix of the wrong shape",
              setUp: spec(data: #"{"latent": 1, "count": 20, "noise-variance": 0.5, "loadings": [[1], [2, 3], [4]]}"#),
              arguments: run("spec.json"), mentions: ["spec.json: data.loadings[1]: has 2 entries"]),
+        Case(testDescription: "spec: its CSV data are ragged (no empty results folder is left)", setUp: { folder in
+                 try writeFile("1,2\n3,4\n5\n", named: "rows.csv", in: folder)
+                 try spec(data: #"{"csv": "rows.csv", "latent": 1}"#)(folder)
+             }, arguments: run("spec.json"), mentions: ["rows.csv:3:", "1 column(s)"]),
         Case(testDescription: "spec: binary bytes",
              setUp: { try writeFile([0xFF, 0xFE, 0x7B, 0x00, 0x81], named: "spec.json", in: $0) },
              arguments: run("spec.json"), mentions: ["spec.json: is not valid JSON"]),

@@ -79,8 +79,6 @@ public struct ExperimentRunner: Sendable {
     public func run(_ spec: ExperimentSpec, output: String) throws -> ExperimentOutcome {
         let start = DispatchTime.now().uptimeNanoseconds
         let elapsed: @Sendable () -> Double = { Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
-        try AtomicFile.makeFolder(output)
-
         // The data: one set, or one per size for a scaling experiment.
         let sizes: [Int?] = spec.kind == .scaling ? spec.counts.map { Optional($0) } : [nil]
         let datasets = try sizes.map { n in
@@ -103,6 +101,8 @@ public struct ExperimentRunner: Sendable {
             }
         }
 
+        // Only now that the inputs are good: a failed check leaves no empty folder behind.
+        try AtomicFile.makeFolder(output)
         var jobs: [Job] = []
         var metaRuns: [ExperimentMeta.Run] = []
         for (r, run) in spec.runs.enumerated() {
