@@ -124,6 +124,11 @@ public enum ParamsFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the parameters file")
         }
+        return try parse(data, path: path)
+    }
+
+    /// Reads a model from the contents of a parameters file; `path` names the file in messages.
+    public static func parse(_ data: Data, path: String) throws -> LinearGaussianModel {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw InputError("\(path): is not valid JSON")
@@ -155,7 +160,9 @@ public enum ParamsFile {
     }
 
     private static func number(_ x: Any?) -> Double? {
-        guard let n = x as? NSNumber, !(x is Bool) else { return nil }
+        // JSON's true and false arrive as NSNumbers too, and `is Bool` also holds for the numbers 0
+        // and 1; the type encoding tells them apart: "c" (char) only for a boolean.
+        guard let n = x as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
         let v = n.doubleValue
         return v.isFinite ? v : nil
     }
