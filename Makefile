@@ -48,25 +48,12 @@ bench: build
 FUZZTIME    ?= 60
 FUZZMAXLEN  ?= 4096
 FUZZTARGETS ?= csv spec params
-FUZZSCRATCH := Fuzz/.build
-FUZZWORK    := $(FUZZSCRATCH)/work
-FUZZBUILD   := --package-path Fuzz --scratch-path $(FUZZSCRATCH) -c release \
+FUZZBUILD   := --package-path Fuzz --scratch-path Fuzz/.build -c release \
                -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld
 
 fuzz: deps
 	$(SWIFT) build $(FUZZBUILD)
-	@for t in $(FUZZTARGETS); do \
-	  bin=$(FUZZSCRATCH)/release/fuzz-$$t; kept=Tests/FuzzCorpus/$$t; new=$(FUZZWORK)/$$t; log=$(FUZZWORK)/$$t.log; \
-	  rm -rf $$new; mkdir -p $$new $(FUZZWORK)/findings; before=$$(ls $$kept | wc -l); \
-	  echo "fuzz-$$t: $(FUZZTIME) s from $$before kept inputs (log: $$log)"; \
-	  $$bin $$new $$kept -dict=Fuzz/$$t.dict -max_len=$(FUZZMAXLEN) -max_total_time=$(FUZZTIME) -timeout=10 \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZWORK)/findings/$$t- >$$log 2>&1 \
-	    || { grep -v '^    ' $$log | tail -25; echo "make fuzz: fuzz-$$t failed; the input is in $(FUZZWORK)/findings/" >&2; exit 1; }; \
-	  awk -v t=$$t '/^stat::number_of_executed_units/ {n = $$2} /^stat::average_exec_per_sec/ {r = $$2} \
-	    /^Done [0-9]+ runs in/ {s = $$5} END {printf "  %d executions in %d s (%d/s), no crash\n", n, s, r}' $$log; \
-	  $$bin -merge=1 $$kept $$new >$$log.merge 2>&1 || { tail -5 $$log.merge; exit 1; }; \
-	  echo "  kept corpus: $$(ls $$kept | wc -l) inputs ($$(( $$(ls $$kept | wc -l) - before )) new), $$(du -sk $$kept | cut -f1) KiB"; \
-	done
+	FUZZTIME=$(FUZZTIME) FUZZMAXLEN=$(FUZZMAXLEN) Fuzz/run.sh $(FUZZTARGETS)
 
 clean:
-	rm -rf .build $(FUZZSCRATCH)
+	rm -rf .build Fuzz/.build

@@ -105,6 +105,15 @@ struct FuzzCorpusTests {
         expectBothOutcomes(outcomes, "params")
     }
 
+    @Test("parameters files: a written model reads back bit for bit")
+    func paramsExactNumbers() throws {
+        // The round-trip check found this: JSONSerialization read 0.30000000000000004 as 0.3000000000000001.
+        let tricky = [0.30000000000000004, 0.18888888888888888, 1.0 / 3, -0.1, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308]
+        let model = LinearGaussianModel(loadings: Matrix(tricky.map { [$0, -$0] }), offset: tricky.reversed(), noiseVariance: 0.30000000000000004)
+        let again = try ParamsFile.parse(Data(ParamsFile.json(model).text().utf8), path: "p.json")
+        #expect(again.loadings == model.loadings && again.offset == model.offset && again.noiseVariance == model.noiseVariance)
+    }
+
     @Test("parameters files: 0 and 1 are numbers, true and false are not")
     func paramsIntegersAndBooleans() throws {
         // The corpus's first seed found this: W and b entries 0 and 1 were taken for booleans,

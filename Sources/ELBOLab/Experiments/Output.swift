@@ -91,8 +91,15 @@ public indirect enum JSON: Equatable, Sendable {
         }
     }
 
+    /// `s` as a JSON string literal, on one line: every control character and every Unicode line
+    /// or paragraph separator is escaped, so that messages quoting user text stay one line too.
     static func quote(_ s: String) -> String {
-        var out = "\""
+        "\"" + escaped(s) + "\""
+    }
+
+    /// `s` with JSON's escapes, as ``quote(_:)`` writes it between the quotes.
+    static func escaped(_ s: String) -> String {
+        var out = ""
         for c in s.unicodeScalars {
             switch c {
             case "\"": out += "\\\""
@@ -101,10 +108,14 @@ public indirect enum JSON: Equatable, Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if c.value < 0x20 { out += String(format: "\\u%04x", c.value) } else { out.unicodeScalars.append(c) }
+                if c.value < 0x20 || (0x7F...0x9F).contains(c.value) || c.value == 0x2028 || c.value == 0x2029 {
+                    out += String(format: "\\u%04x", c.value)
+                } else {
+                    out.unicodeScalars.append(c)
+                }
             }
         }
-        return out + "\""
+        return out
     }
 }
 
@@ -129,17 +140,19 @@ public enum ParamsFile {
 
     /// Reads a model from the contents of a parameters file; `path` names the file in messages.
     public static func parse(_ data: Data, path: String) throws -> LinearGaussianModel {
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+        // JSONDecoder, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
+        // reads 0.30000000000000004 as 0.3000000000000001), so a written model would not read back
+        // as itself; and it gives 0 and 1 as NSNumbers that pass for booleans.
+        guard let object = try? JSONDecoder().decode(SpecValue.self, from: data) else {
             throw InputError("\(path): is not valid JSON")
         }
-        guard let dict = object as? [String: Any] else { throw InputError("\(path): must be a JSON object with W, b and noise_variance") }
-        guard let rowsAny = dict["W"] as? [Any], !rowsAny.isEmpty else {
+        guard case let .object(dict) = object else { throw InputError("\(path): must be a JSON object with W, b and noise_variance") }
+        guard case let .array(rowsAny)? = dict["W"], !rowsAny.isEmpty else {
             throw InputError("\(path): \"W\" must be a non-empty array of rows (D arrays of J numbers)")
         }
         var rows: [[Double]] = []
         for (i, r) in rowsAny.enumerated() {
-            guard let row = r as? [Any], let values = numbers(row), !values.isEmpty else {
+            guard case let .array(row) = r, let values = numbers(row), !values.isEmpty else {
                 throw InputError("\(path): \"W\" row \(i + 1) must be an array of finite numbers")
             }
             if let first = rows.first, first.count != values.count {
@@ -147,29 +160,24 @@ public enum ParamsFile {
             }
             rows.append(values)
         }
-        guard let bAny = dict["b"] as? [Any], let b = numbers(bAny) else {
+        guard case let .array(bAny)? = dict["b"], let b = numbers(bAny) else {
             throw InputError("\(path): \"b\" must be an array of finite numbers")
         }
         guard b.count == rows.count else {
             throw InputError("\(path): \"b\" has \(b.count) entries but \"W\" has \(rows.count) rows")
         }
-        guard let s2 = number(dict["noise_variance"]), s2 > 0 else {
+        guard case let .number(s2)? = dict["noise_variance"], s2.isFinite, s2 > 0 else {
             throw InputError("\(path): \"noise_variance\" must be a positive number")
         }
         return LinearGaussianModel(loadings: Matrix(rows), offset: b, noiseVariance: s2)
     }
 
-    private static func number(_ x: Any?) -> Double? {
-        // JSON's true and false arrive as NSNumbers too, and `is Bool` also holds for the numbers 0
-        // and 1; the type encoding tells them apart: "c" (char) only for a boolean.
-        guard let n = x as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
-        let v = n.doubleValue
-        return v.isFinite ? v : nil
-    }
-
-    private static func numbers(_ xs: [Any]) -> [Double]? {
+    private static func numbers(_ xs: [SpecValue]) -> [Double]? {
         var out: [Double] = []
-        for x in xs { guard let v = number(x) else { return nil }; out.append(v) }
+        for x in xs {
+            guard case let .number(v) = x, v.isFinite else { return nil }
+            out.append(v)
+        }
         return out
     }
 }

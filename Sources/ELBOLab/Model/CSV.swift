@@ -152,7 +152,7 @@ public enum CSV {
         if let bad = firstBad {
             if headerAllowed && numbers == 0 { return false }
             let shown = bad.text.count > 40 ? String(bad.text.prefix(40)) + "…" : bad.text
-            let quoted = bad.text.isEmpty ? "value" : "value \"\(shown)\""
+            let quoted = bad.text.isEmpty ? "value" : "value \(JSON.quote(shown))"   // escaped: one line whatever the bytes
             throw InputError("\(path):\(line):\(bad.column): \(quoted) \(bad.why)")
         }
         return true
