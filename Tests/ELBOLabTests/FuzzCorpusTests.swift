@@ -73,6 +73,8 @@ struct FuzzCorpusTests {
                 Issue.record("\(path): one of the file and in-memory reads accepts it, the other does not")
             }
             let data = outcome(path) { try Dataset.load(csv: path) }
+            let dataFromBytes = outcome(path) { try Dataset.load(csvBytes: bytes, name: path) }
+            #expect(data.value?.covariance == dataFromBytes.value?.covariance, "\(path): the file and in-memory loads differ")
             if let points = data.value?.points, let table = fromFile.value {
                 #expect(points.rows == table.rows && points.cols == table.cols, "\(path): the data set's shape is not the table's")
             }
