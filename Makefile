@@ -43,5 +43,17 @@ bench: build
 	$(SWIFT) build -c release --product elbolab-bench
 	$(RELEASE)/elbolab-bench --output results/bench $(BENCHFLAGS)
 
+## fuzz: libFuzzer on the CSV reader, the spec loader and the parameters reader, FUZZTIME seconds
+## each; inputs that reach new code join Tests/FuzzCorpus/, which `make test` replays (Fuzz/README.md)
+FUZZTIME    ?= 60
+FUZZMAXLEN  ?= 4096
+FUZZTARGETS ?= csv spec params
+FUZZBUILD   := --package-path Fuzz --scratch-path Fuzz/.build -c release \
+               -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld
+
+fuzz: deps
+	$(SWIFT) build $(FUZZBUILD)
+	FUZZTIME=$(FUZZTIME) FUZZMAXLEN=$(FUZZMAXLEN) Fuzz/run.sh $(FUZZTARGETS)
+
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build

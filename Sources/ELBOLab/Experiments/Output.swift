@@ -91,8 +91,15 @@ public indirect enum JSON: Equatable, Sendable {
         }
     }
 
+    /// `s` as a JSON string literal, on one line: every control character and every Unicode line
+    /// or paragraph separator is escaped, so that messages quoting user text stay one line too.
     static func quote(_ s: String) -> String {
-        var out = "\""
+        "\"" + escaped(s) + "\""
+    }
+
+    /// `s` with JSON's escapes, as ``quote(_:)`` writes it between the quotes.
+    static func escaped(_ s: String) -> String {
+        var out = ""
         for c in s.unicodeScalars {
             switch c {
             case "\"": out += "\\\""
@@ -101,10 +108,14 @@ public indirect enum JSON: Equatable, Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if c.value < 0x20 { out += String(format: "\\u%04x", c.value) } else { out.unicodeScalars.append(c) }
+                if c.value < 0x20 || (0x7F...0x9F).contains(c.value) || c.value == 0x2028 || c.value == 0x2029 {
+                    out += String(format: "\\u%04x", c.value)
+                } else {
+                    out.unicodeScalars.append(c)
+                }
             }
         }
-        return out + "\""
+        return out
     }
 }
 
@@ -124,7 +135,14 @@ public enum ParamsFile {
     /// JSON's own types are kept apart (a number is never read from `true`, and `1` is never a
     /// boolean), so every number the writer emits, integers included, reads back.
     public static func read(path: String) throws -> LinearGaussianModel {
-        let bytes = try readFile(path, what: "parameters file")
+        try parse(try readFile(path, what: "parameters file"), path: path)
+    }
+
+    /// Reads a model from the contents of a parameters file; `path` names the file in messages.
+    ///
+    /// JSONDecoder, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
+    /// reads 0.30000000000000004 as 0.3000000000000001), so a written model would not read back.
+    public static func parse(_ bytes: Data, path: String) throws -> LinearGaussianModel {
         let value: SpecValue
         do { value = try JSONDecoder().decode(SpecValue.self, from: bytes) } catch {
             throw InputError("\(path): is not valid JSON (expected {\"W\": [[…]], \"b\": […], \"noise_variance\": s2})")

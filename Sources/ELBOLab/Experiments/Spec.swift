@@ -272,7 +272,8 @@ struct SpecReader {
     static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points"]
 
     func fail(_ field: String, _ message: String) -> InputError {
-        InputError(field.isEmpty ? "\(file): \(message)" : "\(file): \(field): \(message)")
+        // A field's path is made of the spec's own keys: escaped, so that the message stays one line.
+        InputError(field.isEmpty ? "\(file): \(message)" : "\(file): \(JSON.escaped(field)): \(message)")
     }
 
     /// The object at `field` with keys normalised to kebab-case (`e_solver` → `e-solver`),
@@ -286,10 +287,10 @@ struct SpecReader {
             let normal = key.replacingOccurrences(of: "_", with: "-")
             let where_ = field.isEmpty ? key : "\(field).\(key)"
             if let other = fields.spelling[normal] {
-                throw fail(where_, "repeats \"\(other)\" (snake_case and kebab-case name the same key)")
+                throw fail(where_, "repeats \(JSON.quote(other)) (snake_case and kebab-case name the same key)")
             }
             guard allowed.contains(normal) else {
-                var message = "unknown key \"\(key)\""
+                var message = "unknown key \(JSON.quote(key))"
                 if let hint { message += " (\(hint))" } else { message += " (expected one of \(allowed.joined(separator: ", ")))" }
                 throw fail(where_, message)
             }
@@ -625,7 +626,7 @@ struct SpecReader {
             case "strategy", "label":
                 continue
             default:
-                throw fail(field, "unknown option \"\(key)\"")
+                throw fail(field, "unknown option \(JSON.quote(key))")
             }
             if case let .string(s) = v { shown = s }
             settings.removeAll { $0.0 == key }

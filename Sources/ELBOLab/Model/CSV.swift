@@ -20,10 +20,26 @@ public enum CSV {
             throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
         defer { fclose(file) }
+        return try read(file, path: path, size: Int(info.st_size))
+    }
 
+    /// Reads the numeric table in `bytes`, the contents of a CSV file, exactly as ``read(path:)``
+    /// reads the file; `name` stands for the file in messages.
+    public static func read(bytes: [UInt8], name: String) throws -> Matrix {
+        try bytes.withUnsafeBufferPointer { buffer in
+            // fmemopen serves the bytes in place to the same getline loop; read-only, it never writes them.
+            guard let file = fmemopen(UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count, "rb") else {
+                throw InputError("\(name): cannot open: \(String(cString: strerror(errno)))")
+            }
+            defer { fclose(file) }
+            return try read(file, path: name, size: buffer.count)
+        }
+    }
+
+    private static func read(_ file: UnsafeMutablePointer<FILE>, path: String, size: Int) throws -> Matrix {
         var values: [Double] = []
         // A rough capacity from the file size (about 10 bytes a number) avoids repeated regrowth.
-        values.reserveCapacity(max(0, Int(info.st_size) / 10))
+        values.reserveCapacity(max(0, size / 10))
         var width = -1
         var rows = 0
         var lineNumber = 0
@@ -145,7 +161,7 @@ public enum CSV {
         if let bad = firstBad {
             if headerAllowed && numbers == 0 { return false }
             let shown = bad.text.count > 40 ? String(bad.text.prefix(40)) + "…" : bad.text
-            let quoted = bad.text.isEmpty ? "value" : "value \"\(shown)\""
+            let quoted = bad.text.isEmpty ? "value" : "value \(JSON.quote(shown))"   // escaped: one line whatever the bytes
             throw InputError("\(path):\(line):\(bad.column): \(quoted) \(bad.why)")
         }
         return true
@@ -189,12 +205,20 @@ public enum CSV {
 extension Dataset {
     /// Loads a numeric CSV file (see ``CSV``) as a data set.
     public static func load(csv path: String) throws -> Dataset {
-        let d = Dataset(points: try CSV.read(path: path), name: path)
+        try checkedFinite(Dataset(points: try CSV.read(path: path), name: path))
+    }
+
+    /// Loads the contents of a CSV file (see ``CSV/read(bytes:name:)``) as a data set named `name`.
+    public static func load(csvBytes bytes: [UInt8], name: String) throws -> Dataset {
+        try checkedFinite(Dataset(points: try CSV.read(bytes: bytes, name: name), name: name))
+    }
+
+    private static func checkedFinite(_ d: Dataset) throws -> Dataset {
         if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
             // Name the first column at fault; off-diagonal products can overflow on their own.
             let column = (0..<d.dimension).first { !d.mean[$0].isFinite || !d.covariance[$0, $0].isFinite }
             let which = column.map { "column \($0 + 1): " } ?? ""
-            throw InputError("\(path): \(which)the values are too large for their mean and variance to be finite (rescale the data)")
+            throw InputError("\(d.name): \(which)the values are too large for their mean and variance to be finite (rescale the data)")
         }
         return d
     }
