@@ -26,8 +26,9 @@ public enum CSV {
         defer { fclose(file) }
 
         var values: [Double] = []
-        // A rough capacity from the file size (about 10 bytes a number) avoids repeated regrowth.
-        values.reserveCapacity(max(0, Int(info.st_size) / 10))
+        // A regular file is counted first (a cheap pass), so the numbers get one buffer of the
+        // right size: regrowth would hold the old and the new buffer at once.
+        let lineBound = (info.st_mode & S_IFMT) == S_IFREG ? try countLines(file, path: path) : nil
         var width = -1
         var rows = 0
         var lineNumber = 0
@@ -71,6 +72,7 @@ public enum CSV {
             if !parsed { width = -2; continue }   // the header line: only the first line with content
             if width < 0 {
                 width = fields.count
+                if let lineBound { values.reserveCapacity(width * max(1, lineBound - lineNumber + 1)) }
             } else if fields.count != width {
                 throw InputError("\(path):\(lineNumber): has \(fields.count) column(s), earlier rows have \(width)")
             }
@@ -81,6 +83,31 @@ public enum CSV {
             throw InputError("\(path): contains no data rows")
         }
         return Matrix(rows: rows, cols: width, storage: values)
+    }
+
+    /// The number of lines in `file` (an upper bound on its rows), leaving it rewound.
+    private static func countLines(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> Int {
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var lines = 0
+        var last: UInt8 = 0x0A
+        while true {
+            let got = fread(buffer, 1, size, file)
+            if got == 0 { break }
+            var p = buffer
+            let end = buffer + got
+            while let hit = memchr(p, 0x0A, end - p) {
+                lines += 1
+                p = UnsafeMutableRawPointer(hit) + 1
+            }
+            last = buffer.load(fromByteOffset: got - 1, as: UInt8.self)
+        }
+        if ferror(file) != 0 {
+            throw InputError("\(path): read error: \(String(cString: strerror(errno)))")
+        }
+        rewind(file)
+        return last == 0x0A ? lines : lines + 1
     }
 
     private static func isBlank(_ p: UnsafeMutablePointer<CChar>, _ start: Int, _ end: Int) -> Bool {
@@ -181,7 +208,7 @@ extension Dataset {
     /// Loads a numeric CSV file (see ``CSV``) as a data set.
     public static func load(csv path: String) throws -> Dataset {
         let d = Dataset(points: try CSV.read(path: path), name: path)
-        if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
+        if !d.columnVariances.allSatisfy({ $0.isFinite }) || !d.mean.allSatisfy({ $0.isFinite }) {
             throw InputError("\(path): the values are too large for their mean and variance to be finite (rescale the data)")
         }
         return d
