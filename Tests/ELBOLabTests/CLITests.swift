@@ -33,7 +33,7 @@ let elbolabExecutable: URL? = {
     return nil
 }()
 
-private struct Run {
+struct Run {
     let status: Int32
     let stdout: String
     let stderr: String
@@ -43,7 +43,7 @@ private struct Run {
 
 /// Runs elbolab with `arguments` in `folder`; its output goes through files in a separate
 /// folder so that nothing is added to `folder` but what elbolab itself writes.
-private func elbolab(_ arguments: [String], in folder: URL) throws -> Run {
+func elbolab(_ arguments: [String], in folder: URL) throws -> Run {
     let executable = try #require(elbolabExecutable, "the elbolab executable was not found next to the test bundle: build all products first")
     return try withTemporaryFolder { logs in
         let outURL = logs.appendingPathComponent("stdout"), errURL = logs.appendingPathComponent("stderr")
@@ -67,11 +67,11 @@ private func elbolab(_ arguments: [String], in folder: URL) throws -> Run {
     }
 }
 
-private func jsonObject(at url: URL) throws -> [String: Any] {
+func jsonObject(at url: URL) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
 }
 
-private func number(_ x: Any?) throws -> Double { try #require((x as? NSNumber)?.doubleValue) }
+func number(_ x: Any?) throws -> Double { try #require((x as? NSNumber)?.doubleValue) }
 
 /// The simulation every CLI test starts from.
 private let dim = 6, latent = 2, count = 400
