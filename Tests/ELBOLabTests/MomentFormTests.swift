@@ -26,19 +26,22 @@ struct MomentFormTests {
     /// (D, N): tall data, where S is formed, and wide data, where products go through the points.
     static let shapes = [(7, 300), (150, 12)]
 
-    @Test("mean-field EM in moment form equals the explicit E-step (§6) and M-step (maximizingELBO)",
+    @Test("mean-field (§6) and exact (§5) EM in moment form equal the explicit E-step and M-step (maximizingELBO)",
           arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true),
                       ModelConstraints(noiseVariance: 0.4, zeroOffset: true)], shapes)
     func meanFieldStep(constraints: ModelConstraints, shape: (Int, Int)) throws {
-        var (data, model) = Self.data(dimension: shape.0, latent: 2, count: shape.1, seed: 11)
-        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: shape.0) }
-        if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
-        for _ in 0..<5 {
-            let fast = try model.meanFieldEMStep(on: data, constraints: constraints)
-            let q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
-            let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
-            #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance)
-            model = explicit
+        for family in [GaussianPosteriors.Family.diagonal, .full] {
+            var (data, model) = Self.data(dimension: shape.0, latent: 2, count: shape.1, seed: 11)
+            if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: shape.0) }
+            if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
+            for _ in 0..<5 {
+                let fast = family == .diagonal ? try model.meanFieldEMStep(on: data, constraints: constraints)
+                                               : try model.emStep(on: data, constraints: constraints)
+                let q = try GaussianPosteriors.optimal(family, model: model, data: data)
+                let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
+                #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance, "\(family)")
+                model = explicit
+            }
         }
     }
 

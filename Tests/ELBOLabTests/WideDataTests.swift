@@ -82,21 +82,6 @@ struct WideDataTests {
         }
     }
 
-    @Test("exact EM's moment-form step on wide data equals maximizingELBO on the exact posterior",
-          arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true)])
-    func emStep(constraints: ModelConstraints) throws {
-        var (data, model) = MomentFormTests.data(dimension: 150, latent: 2, count: 12, seed: 4)
-        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: 150) }
-        if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
-        for _ in 0..<3 {
-            let fast = try model.emStep(on: data, constraints: constraints)
-            let q = try GaussianPosteriors.optimal(.full, model: model, data: data)
-            let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
-            #expect(MomentFormTests.relativeDistance(fast, explicit) < MomentFormTests.sumsTolerance)
-            model = explicit
-        }
-    }
-
     @Test("elbolab simulate → fit on 20 × 2000: mle reaches the library's MLE, em climbs towards it")
     func commandLine() throws {
         try withTemporaryFolder { folder in
