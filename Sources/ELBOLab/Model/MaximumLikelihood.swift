@@ -152,7 +152,7 @@ extension LinearGaussianModel {
         let bm = minv.multiplied(by: loadings, transposeOther: true)             // B, J × D
         var bsb = symmetrized(bm.multiplied(by: sb))                             // B S Bᵀ
         for k in 0..<j { bsb[k, k] += v[k] }
-        let wNew = try Cholesky(bsb).solve(sb.transposed).transposed
+        let wNew = sb.multiplied(by: symmetrized(try Cholesky(bsb).inverse))    // one gemm however large D is
         var b = [Double](repeating: 0, count: d)
         if !constraints.zeroOffset {
             let delta = (0..<d).map { offset[$0] - data.mean[$0] }
