@@ -67,11 +67,11 @@ func elbolab(_ arguments: [String], in folder: URL) throws -> Run {
     }
 }
 
-private func jsonObject(at url: URL) throws -> [String: Any] {
+func jsonObject(at url: URL) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
 }
 
-private func number(_ x: Any?) throws -> Double { try #require((x as? NSNumber)?.doubleValue) }
+func number(_ x: Any?) throws -> Double { try #require((x as? NSNumber)?.doubleValue) }
 
 /// The simulation every CLI test starts from.
 private let dim = 6, latent = 2, count = 400

@@ -52,19 +52,22 @@ private func freeCoordinates(_ model: LinearGaussianModel, _ constraints: ModelC
 /// The tolerance is the finite-difference error itself: truncation, estimated from the change
 /// between steps 2h and h (D(2h) − D(h) ≈ 3·(h²/6)f‴, three times D(h)'s own truncation error),
 /// plus rounding, a relative error `Tolerance.rounding` in f amplified by 1/h; doubled for safety.
-private func expectStationary(_ model: LinearGaussianModel, data: Dataset, constraints: ModelConstraints,
-                              sourceLocation: SourceLocation = #_sourceLocation) {
+/// `every` checks every k-th coordinate only; `logLikelihood` replaces the direct route (wide data).
+func expectStationary(_ model: LinearGaussianModel, data: Dataset, constraints: ModelConstraints, every: Int = 1,
+                      logLikelihood: ((LinearGaussianModel) -> Double)? = nil,
+                      sourceLocation: SourceLocation = #_sourceLocation) {
     let points = data.points
+    let f = logLikelihood ?? { directAverageLogLikelihood($0, points: points) }
     let relativeStep = 1e-4
-    let f0 = directAverageLogLikelihood(model, points: points)
+    let f0 = f(model)
     let fError = Tolerance.rounding * max(1, abs(f0))
-    for c in freeCoordinates(model, constraints) {
+    for c in freeCoordinates(model, constraints).enumerated().filter({ $0.offset % every == 0 }).map(\.element) {
         let h = relativeStep * c.scale
         func derivative(_ step: Double) -> Double {
             var plus = model, minus = model
             c.set(&plus, c.get(model) + step)
             c.set(&minus, c.get(model) - step)
-            return (directAverageLogLikelihood(plus, points: points) - directAverageLogLikelihood(minus, points: points)) / (2 * step)
+            return (f(plus) - f(minus)) / (2 * step)
         }
         let dh = derivative(h), d2h = derivative(2 * h)
         let tolerance = 2 * (abs(d2h - dh) + fError / h)

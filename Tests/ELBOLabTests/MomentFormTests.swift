@@ -23,19 +23,25 @@ struct MomentFormTests {
         return max(dw, db, ds)
     }
 
-    @Test("mean-field EM in moment form equals the explicit E-step (§6) and M-step (maximizingELBO)",
+    /// (D, N): tall data, where S is formed, and wide data, where products go through the points.
+    static let shapes = [(7, 300), (150, 12)]
+
+    @Test("mean-field (§6) and exact (§5) EM in moment form equal the explicit E-step and M-step (maximizingELBO)",
           arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true),
-                      ModelConstraints(noiseVariance: 0.4, zeroOffset: true)])
-    func meanFieldStep(constraints: ModelConstraints) throws {
-        var (data, model) = Self.data(dimension: 7, latent: 2, count: 400, seed: 11)
-        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: 7) }
-        if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
-        for _ in 0..<5 {
-            let fast = try model.meanFieldEMStep(on: data, constraints: constraints)
-            let q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
-            let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
-            #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance)
-            model = explicit
+                      ModelConstraints(noiseVariance: 0.4, zeroOffset: true)], shapes)
+    func meanFieldStep(constraints: ModelConstraints, shape: (Int, Int)) throws {
+        for family in [GaussianPosteriors.Family.diagonal, .full] {
+            var (data, model) = Self.data(dimension: shape.0, latent: 2, count: shape.1, seed: 11)
+            if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: shape.0) }
+            if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }
+            for _ in 0..<5 {
+                let fast = family == .diagonal ? try model.meanFieldEMStep(on: data, constraints: constraints)
+                                               : try model.emStep(on: data, constraints: constraints)
+                let q = try GaussianPosteriors.optimal(family, model: model, data: data)
+                let explicit = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: constraints)
+                #expect(Self.relativeDistance(fast, explicit) < Self.sumsTolerance, "\(family)")
+                model = explicit
+            }
         }
     }
 
@@ -82,11 +88,11 @@ struct MomentFormTests {
     }
 
     @Test("the linear encoder's ELBO and gradients from moments equal the per-point computation",
-          arguments: [ModelConstraints.free, ModelConstraints(zeroOffset: true)])
-    func linearEncoderMoments(constraints: ModelConstraints) throws {
-        let (data, start) = Self.data(dimension: 7, latent: 2, count: 300, seed: 17)
+          arguments: [ModelConstraints.free, ModelConstraints(zeroOffset: true)], shapes)
+    func linearEncoderMoments(constraints: ModelConstraints, shape: (Int, Int)) throws {
+        let (data, start) = Self.data(dimension: shape.0, latent: 2, count: shape.1, seed: 17)
         var model = start
-        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: 7) }
+        if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: shape.0) }
         let rng = RandomSource(seed: 99)
         var encoder = LinearEncoder(data: data, latent: 2)
         for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
@@ -114,9 +120,9 @@ struct MomentFormTests {
     }
 
     @Test("the linear encoder's M-step from moments equals maximizingELBO on the per-point q",
-          arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true)])
-    func linearEncoderMStep(constraints: ModelConstraints) throws {
-        let (data, _) = Self.data(dimension: 7, latent: 2, count: 300, seed: 23)
+          arguments: [ModelConstraints.free, ModelConstraints(noiseVariance: 0.4), ModelConstraints(zeroOffset: true)], shapes)
+    func linearEncoderMStep(constraints: ModelConstraints, shape: (Int, Int)) throws {
+        let (data, _) = Self.data(dimension: shape.0, latent: 2, count: shape.1, seed: 23)
         let rng = RandomSource(seed: 7)
         var encoder = LinearEncoder(data: data, latent: 2)
         for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }

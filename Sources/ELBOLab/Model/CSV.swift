@@ -20,7 +20,7 @@ public enum CSV {
             throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
         defer { fclose(file) }
-        return try read(file, path: path, size: Int(info.st_size))
+        return try read(file, path: path, countable: (info.st_mode & S_IFMT) == S_IFREG)
     }
 
     /// Reads the numeric table in `bytes`, the contents of a CSV file, exactly as ``read(path:)``
@@ -32,14 +32,15 @@ public enum CSV {
                 throw InputError("\(name): cannot open: \(String(cString: strerror(errno)))")
             }
             defer { fclose(file) }
-            return try read(file, path: name, size: buffer.count)
+            return try read(file, path: name, countable: true)
         }
     }
 
-    private static func read(_ file: UnsafeMutablePointer<FILE>, path: String, size: Int) throws -> Matrix {
+    private static func read(_ file: UnsafeMutablePointer<FILE>, path: String, countable: Bool) throws -> Matrix {
         var values: [Double] = []
-        // A rough capacity from the file size (about 10 bytes a number) avoids repeated regrowth.
-        values.reserveCapacity(max(0, size / 10))
+        // A regular file (or bytes in memory) is counted first, a cheap pass, so the numbers get
+        // one buffer of the right size: regrowth would hold the old and the new buffer at once.
+        let lineBound = countable ? try countLines(file, path: path) : nil
         var width = -1
         var rows = 0
         var lineNumber = 0
@@ -89,6 +90,7 @@ public enum CSV {
             }
             if width < 0 {
                 width = fields.count
+                if let lineBound { values.reserveCapacity(width * max(1, lineBound - lineNumber + 1)) }
             } else if fields.count != width {
                 throw InputError("\(path):\(lineNumber): has \(fields.count) column(s), earlier rows have \(width)")
             }
@@ -106,6 +108,31 @@ public enum CSV {
         let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(p + start).assumingMemoryBound(to: UInt8.self), count: end - start)
         guard let line = String(validating: bytes, as: UTF8.self) else { return false }
         return !line.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }
+    }
+
+    /// The number of lines in `file` (an upper bound on its rows), leaving it rewound.
+    private static func countLines(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> Int {
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var lines = 0
+        var last: UInt8 = 0x0A
+        while true {
+            let got = fread(buffer, 1, size, file)
+            if got == 0 { break }
+            var p = buffer
+            let end = buffer + got
+            while let hit = memchr(p, 0x0A, end - p) {
+                lines += 1
+                p = UnsafeMutableRawPointer(hit) + 1
+            }
+            last = buffer.load(fromByteOffset: got - 1, as: UInt8.self)
+        }
+        if ferror(file) != 0 {
+            throw InputError("\(path): read error: \(String(cString: strerror(errno)))")
+        }
+        rewind(file)
+        return last == 0x0A ? lines : lines + 1
     }
 
     private static func isBlank(_ p: UnsafeMutablePointer<CChar>, _ start: Int, _ end: Int) -> Bool {
@@ -214,9 +241,10 @@ extension Dataset {
     }
 
     private static func checkedFinite(_ d: Dataset) throws -> Dataset {
-        if !d.covariance.isFinite || !d.mean.allSatisfy({ $0.isFinite }) {
-            // Name the first column at fault; off-diagonal products can overflow on their own.
-            let column = (0..<d.dimension).first { !d.mean[$0].isFinite || !d.covariance[$0, $0].isFinite }
+        let variances = d.columnVariances
+        if !variances.allSatisfy({ $0.isFinite }) || !d.mean.allSatisfy({ $0.isFinite }) {
+            // Name the first column at fault.
+            let column = (0..<d.dimension).first { !d.mean[$0].isFinite || !variances[$0].isFinite }
             let which = column.map { "column \($0 + 1): " } ?? ""
             throw InputError("\(d.name): \(which)the values are too large for their mean and variance to be finite (rescale the data)")
         }

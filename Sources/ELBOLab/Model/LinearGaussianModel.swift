@@ -61,7 +61,7 @@ public struct LinearGaussianModel: Equatable, Sendable {
     public static func initial(for data: Dataset, latent: Int, constraints: ModelConstraints,
                                using rng: RandomSource) -> LinearGaussianModel {
         let d = data.dimension
-        let scale = max(data.covariance.trace / Double(d), .leastNormalMagnitude)
+        let scale = max(data.totalVariance / Double(d), .leastNormalMagnitude)
         var w = Matrix(rows: d, cols: latent)
         rng.fillGaussian(&w.storage)
         let wScale = 0.1 * scale.squareRoot()

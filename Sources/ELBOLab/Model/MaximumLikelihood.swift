@@ -23,16 +23,22 @@ extension LinearGaussianModel {
     /// ```
     /// with `c_i = λ_i` on the kept directions and `c_i = s2` elsewhere. With `zeroOffset` the
     /// uncentred second moment replaces S; with a fixed s2 only directions with λ_i > s2 are kept.
+    /// The eigen-pairs come from ``principalDirections(of:about:keep:throughCovariance:)``: no
+    /// `D × D` matrix when N < D.
     ///
     /// - Throws: ``InputError`` when the data leave no noise to estimate (rank ≤ J).
     public static func maximumLikelihood(for data: Dataset, latent: Int,
                                          constraints: ModelConstraints = .free) throws -> MaximumLikelihoodFit {
+        try maximumLikelihood(for: data, latent: latent, constraints: constraints, throughCovariance: data.prefersCovariance)
+    }
+
+    /// ``maximumLikelihood(for:latent:constraints:)`` by a chosen route (tests compare the two).
+    static func maximumLikelihood(for data: Dataset, latent: Int, constraints: ModelConstraints,
+                                  throughCovariance: Bool) throws -> MaximumLikelihoodFit {
         let d = data.dimension
         try data.validate(latent: latent, noiseFixed: constraints.noiseVariance != nil)
-        let moment = constraints.zeroOffset ? data.secondMoment(about: [Double](repeating: 0, count: d)) : data.covariance
-        let eig = try SymmetricEigen(moment)
-        // Rounding can leave the eigenvalues of a singular moment slightly negative.
-        let lambda = eig.values.map { max($0, 0) }
+        let b = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
+        let (lambda, vectors) = try principalDirections(of: data, about: b, keep: latent, throughCovariance: throughCovariance)
         let s2: Double
         if let fixed = constraints.noiseVariance {
             s2 = fixed
@@ -52,17 +58,45 @@ extension LinearGaussianModel {
             let scale = (lambda[j] - s2).squareRoot()
             // Fix each eigenvector's sign (largest entry positive) so fits are reproducible.
             var sign = 1.0, largest = 0.0
-            for i in 0..<d where abs(eig.vectors[i, j]) > largest { largest = abs(eig.vectors[i, j]); sign = eig.vectors[i, j] < 0 ? -1 : 1 }
-            for i in 0..<d { w[i, j] = sign * scale * eig.vectors[i, j] }
+            for i in 0..<d where abs(vectors[i, j]) > largest { largest = abs(vectors[i, j]); sign = vectors[i, j] < 0 ? -1 : 1 }
+            for i in 0..<d { w[i, j] = sign * scale * vectors[i, j] }
         }
         var sum = Double(d) * log(2 * Double.pi)
         for i in 0..<d {
             let c = (i < latent && lambda[i] > s2) ? lambda[i] : s2
             sum += log(c) + lambda[i] / c
         }
-        let b = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
         return MaximumLikelihoodFit(model: LinearGaussianModel(loadings: w, offset: b, noiseVariance: s2),
                                     logLikelihood: -0.5 * sum, eigenvalues: lambda, activeDirections: active)
+    }
+
+    /// All D eigenvalues (decreasing, rounding negatives set to 0) of the second moment about
+    /// `b`, and the eigenvectors of the first `keep`, `D × keep`.
+    ///
+    /// Through the covariance: the eigen-decomposition of the `D × D` moment. Otherwise (N ≤ D)
+    /// the thin SVD of Xᵀ (`D × N`), X = Y − 1bᵀ: XᵀX/N has the eigenvalues σ_k²/N with the left
+    /// singular vectors as eigenvectors, and the D − N remaining eigenvalues are exactly zero.
+    static func principalDirections(of data: Dataset, about b: [Double], keep: Int,
+                                    throughCovariance: Bool) throws -> (values: [Double], vectors: Matrix) {
+        let n = data.count, d = data.dimension
+        var lambda = [Double](repeating: 0, count: d)
+        var vectors = Matrix(rows: d, cols: keep)
+        if throughCovariance || n > d {
+            let moment = b == data.mean ? data.covariance : data.secondMoment(about: b)
+            let eig = try SymmetricEigen(moment)
+            // Rounding can leave the eigenvalues of a singular moment slightly negative.
+            for i in 0..<d { lambda[i] = max(eig.values[i], 0) }
+            for i in 0..<d { for k in 0..<keep { vectors[i, k] = eig.vectors[i, k] } }
+        } else {
+            var xt = Matrix(rows: d, cols: n)                      // Xᵀ = (Y − 1bᵀ)ᵀ
+            data.centered.storage.withUnsafeBufferPointer { y in
+                for p in 0..<n { for i in 0..<d { xt[i, p] = y[p * d + i] - (b[i] - data.mean[i]) } }
+            }
+            let svd = try ThinSVD(xt)
+            for k in 0..<n { lambda[k] = svd.values[k] * svd.values[k] / Double(n) }
+            for i in 0..<d { for k in 0..<keep { vectors[i, k] = svd.left[i, k] } }
+        }
+        return (lambda, vectors)
     }
 
     /// One step of exact EM (exact E-step §3, closed-form M-step §5), in moment form:
@@ -73,9 +107,8 @@ extension LinearGaussianModel {
     public func emStep(on data: Dataset, constraints: ModelConstraints = .free) throws -> LinearGaussianModel {
         let d = dimension, j = latent
         let b = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
-        let s = constraints.zeroOffset ? data.secondMoment(about: b) : data.covariance
         let minv = symmetrized(try factorInner().inverse)
-        let sw = s.multiplied(by: loadings)                                    // S W, D × J
+        let sw = data.secondMomentTimes(loadings, about: b)                    // S W, D × J
         var inner = minv.multiplied(by: loadings.multiplied(by: sw, transposeSelf: true))   // M⁻¹ Wᵀ S W
         for k in 0..<j { inner[k, k] += noiseVariance }
         // W_new = S W · inner⁻¹: solve innerᵀ W_newᵀ = (S W)ᵀ (inner is not symmetric, use LU).
@@ -83,17 +116,16 @@ extension LinearGaussianModel {
         var s2 = noiseVariance
         if constraints.noiseVariance == nil {
             let swMinv = sw.multiplied(by: minv)
-            s2 = (s.trace - swMinv.frobeniusDot(wNew)) / Double(d)
+            s2 = (data.secondMomentTrace(about: b) - swMinv.frobeniusDot(wNew)) / Double(d)
         }
         return LinearGaussianModel(loadings: wNew, offset: b, noiseVariance: s2)
     }
 }
 
-/// X = B A⁻¹ for a small square A (LU with partial pivoting, `gsl_linalg_LU_*`).
+/// X = B A⁻¹ for a small square A: A⁻¹ from the LU factorisation with partial pivoting
+/// (`gsl_linalg_LU_*`), then one product, so tall B (D × J with D large) costs one gemm.
 func solveRight(_ b: Matrix, _ a: Matrix) throws -> Matrix {
-    // X A = B  ⇔  Aᵀ Xᵀ = Bᵀ
-    let lu = try LUFactorization(a.transposed)
-    return lu.solve(b.transposed).transposed
+    b.multiplied(by: try LUFactorization(a).solve(.identity(a.rows)))
 }
 
 extension LinearGaussianModel {
@@ -106,20 +138,21 @@ extension LinearGaussianModel {
     /// W ← S Bᵀ (B S Bᵀ + diag v)⁻¹,   b ← ȳ + W B (b_old − ȳ)
     /// s2 ← (1/D) [tr((I − W B) S (I − W B)ᵀ) + Σ_j ‖w_j‖² v_j]
     /// ```
-    /// (S uncentred and no intercept when b = 0 is held). O(D²J) per step instead of O(NDJ),
-    /// with the same iterates as the explicit per-point computation.
+    /// (S uncentred and no intercept when b = 0 is held). Only S W is needed
+    /// (``Dataset/secondMomentTimes(_:about:)``): O(min(N, D)·DJ) per step, with the same
+    /// iterates as the explicit per-point computation.
     public func meanFieldEMStep(on data: Dataset, constraints: ModelConstraints = .free) throws -> LinearGaussianModel {
         let d = dimension, j = latent
         let chol = try factorInner()
         let minv = symmetrized(chol.inverse)
         let inner = innerMatrix
         let v = (0..<j).map { noiseVariance / inner[$0, $0] }
-        let s = constraints.zeroOffset ? data.secondMoment(about: [Double](repeating: 0, count: d)) : data.covariance
-        let sb = s.multiplied(by: loadings).multiplied(by: minv)                 // S Bᵀ = S W M⁻¹, D × J
+        let about = constraints.zeroOffset ? [Double](repeating: 0, count: d) : data.mean
+        let sb = data.secondMomentTimes(loadings, about: about).multiplied(by: minv)   // S Bᵀ = S W M⁻¹, D × J
         let bm = minv.multiplied(by: loadings, transposeOther: true)             // B, J × D
         var bsb = symmetrized(bm.multiplied(by: sb))                             // B S Bᵀ
         for k in 0..<j { bsb[k, k] += v[k] }
-        let wNew = try Cholesky(bsb).solve(sb.transposed).transposed
+        let wNew = sb.multiplied(by: symmetrized(try Cholesky(bsb).inverse))    // one gemm however large D is
         var b = [Double](repeating: 0, count: d)
         if !constraints.zeroOffset {
             let delta = (0..<d).map { offset[$0] - data.mean[$0] }
@@ -130,7 +163,7 @@ extension LinearGaussianModel {
         if constraints.noiseVariance == nil {
             for k in 0..<j { bsb[k, k] -= v[k] }
             let gNew = wNew.multiplied(by: wNew, transposeSelf: true)
-            var residual = s.trace - 2 * wNew.frobeniusDot(sb) + gNew.frobeniusDot(bsb)
+            var residual = data.secondMomentTrace(about: about) - 2 * wNew.frobeniusDot(sb) + gNew.frobeniusDot(bsb)
             for k in 0..<j { residual += gNew[k, k] * v[k] }
             s2 = residual / Double(d)
         }

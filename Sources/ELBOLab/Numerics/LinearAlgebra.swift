@@ -106,6 +106,44 @@ public struct SymmetricEigen: Sendable {
     }
 }
 
+/// The thin singular value decomposition `A = U Σ Vᵀ` of an `m × n` matrix with m ≥ n.
+public struct ThinSVD: Sendable {
+    /// Singular values σ₁ ≥ σ₂ ≥ … ≥ σ_n ≥ 0.
+    public let values: [Double]
+    /// U, `m × n`, orthonormal columns, column i belonging to `values[i]`.
+    public let left: Matrix
+    /// V, `n × n`, orthogonal.
+    public let right: Matrix
+
+    /// Decomposes `a` with `gsl_linalg_SV_decomp` (Golub–Reinsch): O(mn²), no `m × m` matrix.
+    public init(_ a: Matrix) throws {
+        let m = a.rows, n = a.cols
+        precondition(m >= n, "the thin SVD needs at least as many rows as columns")
+        GSLRuntime.ensure()
+        if n == 0 {
+            values = []
+            left = Matrix(rows: m, cols: 0)
+            right = Matrix(rows: 0, cols: 0)
+            return
+        }
+        guard let v = gsl_matrix_alloc(n, n), let sigma = gsl_vector_alloc(n), let work = gsl_vector_alloc(n) else {
+            throw GSLError(status: Int32(GSL_ENOMEM), context: "SVD of a \(m)×\(n) matrix")
+        }
+        defer { gsl_matrix_free(v); gsl_vector_free(sigma); gsl_vector_free(work) }
+        var u = a.storage   // GSL overwrites A with U
+        let status = u.withUnsafeMutableBufferPointer { p -> Int32 in
+            var view = gsl_matrix_view_array(p.baseAddress, m, n)
+            return gsl_linalg_SV_decomp(&view.matrix, v, sigma, work)
+        }
+        try gslCheck(status, "SVD of a \(m)×\(n) matrix")
+        values = (0..<n).map { gsl_vector_get(sigma, $0) }
+        left = Matrix(rows: m, cols: n, storage: u)
+        var r = Matrix(rows: n, cols: n)
+        for i in 0..<n { for j in 0..<n { r[i, j] = gsl_matrix_get(v, i, j) } }
+        right = r
+    }
+}
+
 /// The symmetric part `(A + Aᵀ)/2`, to remove rounding asymmetry before a factorisation.
 public func symmetrized(_ a: Matrix) -> Matrix {
     precondition(a.rows == a.cols)

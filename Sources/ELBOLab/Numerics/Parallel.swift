@@ -13,7 +13,8 @@ func blockedReduce<T>(count: Int, blockSize: Int = 2048, parallel: Bool = true,
     }
     let results = UnsafeMutableBufferPointer<T?>.allocate(capacity: blocks)
     results.initialize(repeating: nil)
-    defer { results.deallocate() }
+    // Deinitialise before freeing: the partials are references, which would otherwise leak.
+    defer { _ = results.deinitialize(); results.deallocate() }
     nonisolated(unsafe) let out = results
     withoutActuallyEscaping(body) { work in
         nonisolated(unsafe) let work = work

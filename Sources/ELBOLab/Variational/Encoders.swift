@@ -36,7 +36,7 @@ public enum EncoderKind: String, Sendable, CaseIterable, Codable {
 
 /// Standardising scales σ_i (a constant column gets 1).
 func inputScales(_ data: Dataset) -> [Double] {
-    data.covariance.diagonalEntries.map { $0 > 0 ? 1 / $0.squareRoot() : 1 }
+    data.columnVariances.map { $0 > 0 ? 1 / $0.squareRoot() : 1 }
 }
 
 /// `m = A x + c`, `log v = E x + f` on standardised inputs x. Parameters: the `2J × D` matrix

@@ -19,7 +19,7 @@ public struct Batch {
         centered = data.centered
         mean = data.mean
         columnSums = data.centeredColumnSums
-        sumOfSquares = data.covariance.trace * Double(data.count)
+        sumOfSquares = data.totalVariance * Double(data.count)
     }
 
     /// An empty batch of `size` rows to be filled by ``gather(from:rows:)``.

@@ -72,7 +72,7 @@ struct LinearEncoderMoments {
         let es = e.times(s)
         var logVSum = 0.0
         for k in 0..<j { logVSum += n * f[k] + es[k] }
-        let aS = a.multiplied(by: data.covariance)
+        let aS = data.covarianceTimes(a.transposed).transposed
         let q = symmetrized(aS.multiplied(by: a, transposeOther: true))
         return QStatistics(a: a, e: e, c: c, f: f, v: v, vsum: vsum, logVSum: logVSum, aS: aS, q: q, aSum: a.times(s))
     }
@@ -91,7 +91,7 @@ struct LinearEncoderMoments {
         let rest = (0..<d).map { s[$0] - wAs[$0] }
         var trWAS = 0.0
         for i in 0..<d { for k in 0..<j { trWAS += w[i, k] * st.aS[k, i] } }
-        let value = n * data.covariance.trace - 2 * n * trWAS + n * model.gram.frobeniusDot(st.q)
+        let value = n * data.totalVariance - 2 * n * trWAS + n * model.gram.frobeniusDot(st.q)
             - 2 * dot(u, rest) + n * dot(u, u)
         return (value, u, rest)
     }
@@ -149,7 +149,7 @@ struct LinearEncoderMoments {
         let gs2 = (-n * Double(d) / (2 * s2) + (residual + trGV) / (2 * s2 * s2)) / n
 
         // φ: ∂R/∂A = −2N WᵀS + 2N G A S + 2Wᵀu sᵀ;  ∂Σ‖m‖²/∂A = 2N A S + 2c sᵀ.
-        let sw = data.covariance.multiplied(by: w)                 // S W, D × J
+        let sw = data.covarianceTimes(w)              // S W, D × J
         let gas = g.multiplied(by: aS)                              // G A S, J × D
         let wu = w.transposeTimes(u)                                // Wᵀu
         var out = [Double](repeating: 0, count: parameters.count)

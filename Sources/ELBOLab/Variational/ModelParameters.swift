@@ -20,7 +20,7 @@ public struct ModelParameterization: Sendable {
         dimension = data.dimension
         self.latent = latent
         self.constraints = constraints
-        let variances = data.covariance.diagonalEntries
+        let variances = data.columnVariances
         let average = max(variances.reduce(0, +) / Double(variances.count), .leastNormalMagnitude)
         // A constant column gets the average scale, so it can still move.
         columnScale = variances.map { $0 > 0 ? $0.squareRoot() : average.squareRoot() }
