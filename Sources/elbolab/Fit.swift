@@ -59,8 +59,9 @@ struct Fit: ParsableCommand {
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
     @Option(help: "amortized, joint: adam | bfgs (GSL's quasi-Newton method on the exact ELBO; needs --gradient exact).") var optimizer: OptimizerKind = .adam
     @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
-    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; constant for amortized with --kl stl and a closed-form M-step; 0 keeps the step constant).") var decay: Double?
+    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
+    @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
 
@@ -77,6 +78,7 @@ struct Fit: ParsableCommand {
         if let b = batch, b < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr = learningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--learning-rate must be a positive number") }
         if let d = decay, !(d >= 0) { throw ValidationError("--decay must be non-negative") }
+        if let a = averaging, !(a >= 0 && a.isFinite) { throw ValidationError("--averaging must be a non-negative number") }
     }
 
     var options: FitOptions {
@@ -103,6 +105,7 @@ struct Fit: ParsableCommand {
         o.learningRate = learningRate
         o.decay = decay
         o.decayPower = decayPower
+        o.averaging = averaging
         return o
     }
 
