@@ -31,6 +31,7 @@ struct Fit: ParsableCommand {
           elbolab fit --data data.csv --latent 3 --strategy mle --output out/mle
           elbolab fit --data data.csv --latent 3 --strategy per-datapoint --e-solver bfgs --output out/a
           elbolab fit --data data.csv --latent 3 --strategy joint --gradient reparam --samples 1 --output out/c
+          elbolab fit --data data.csv --latent 3 --strategy amortized --gradient reparam --kl stl --output out/b
           elbolab fit --data scalar.csv --latent 1 --strategy em --noise-variance 0.25 --no-offset --output out/em
         """
     )
@@ -53,13 +54,14 @@ struct Fit: ParsableCommand {
     @Option(help: "MLP encoder width.") var hidden: Int = 32
     @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 1
     @Option(help: "amortized, joint: exact (default: the closed-form expected gradient) | reparam (the notes' Monte Carlo method) | score.") var gradient: GradientEstimator?
-    @Option(help: "Monte Carlo KL term: analytic | mc.") var kl: KLEstimator = .analytic
+    @Option(help: "Monte Carlo gradients (--gradient reparam|score, --e-solver adam): the KL term: analytic (closed form, the peers' choice) | mc (log q − log p at the draws) | stl (mc with q's parameters held fixed inside log q: the path-derivative, 'sticking the landing' estimator, whose noise vanishes as q reaches the exact posterior).") var kl: KLEstimator = .analytic
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
     @Option(help: "amortized, joint: adam | bfgs (GSL's quasi-Newton method on the exact ELBO; needs --gradient exact).") var optimizer: OptimizerKind = .adam
     @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
-    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; 0 keeps the step constant).") var decay: Double?
+    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
+    @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
 
@@ -76,6 +78,7 @@ struct Fit: ParsableCommand {
         if let b = batch, b < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr = learningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--learning-rate must be a positive number") }
         if let d = decay, !(d >= 0) { throw ValidationError("--decay must be non-negative") }
+        if let a = averaging, !(a >= 0 && a.isFinite) { throw ValidationError("--averaging must be a non-negative number") }
     }
 
     var options: FitOptions {
@@ -102,6 +105,7 @@ struct Fit: ParsableCommand {
         o.learningRate = learningRate
         o.decay = decay
         o.decayPower = decayPower
+        o.averaging = averaging
         return o
     }
 

@@ -56,12 +56,14 @@ struct EstimatorTests {
         // estimator, KL, samples per call, replications
         (.reparam, .analytic, 1, 40_000),
         (.reparam, .mc, 1, 40_000),
+        // The path-derivative estimator drops a zero-mean term: still unbiased.
+        (.reparam, .stl, 1, 40_000),
         // The leave-one-out baseline of the score estimator needs K ≥ 2 samples per call.
         (.score, .analytic, 4, 40_000),
         (.score, .mc, 4, 40_000),
     ]
 
-    @Test("meanField estimators are unbiased: mean of draws = exact gradient within 4 SE, per coordinate", arguments: 0..<4)
+    @Test("meanField estimators are unbiased: mean of draws = exact gradient within 4 SE, per coordinate", arguments: 0..<5)
     func unbiased(index: Int) {
         let (estimator, kl, samples, replications) = Self.cases[index]
         let s = Self.setup()
@@ -115,6 +117,49 @@ struct EstimatorTests {
         for i in 0..<first {
             #expect(vr[i] == vf[i] && r.mean[i] == f.mean[i], "\(kl) \(Self.coordinate(i)): θ estimates differ between the estimators")
         }
+    }
+
+    /// q_n = p(z_n | y_n) exactly, for a model whose WᵀW is diagonal (so the posterior is mean-field):
+    /// m_n = Wᵀ(y_n − b)/(G_kk + s2) and v_k = s2/(G_kk + s2), from the diagonal M = G + s2 I.
+    static func diagonalPosteriorSetup() -> Setup {
+        let p = VT.problem(count: n, dimension: d, latent: j, seed: 33)
+        // Orthogonal columns of different lengths: column k of W is (k + 1)·e_k + (k + 1)·e_{k+j}.
+        var w = Matrix(rows: d, cols: j)
+        for k in 0..<j { w[k, k] = Double(k + 1); w[k + j, k] = Double(k + 1) }
+        let model = LinearGaussianModel(loadings: w, offset: p.data.mean.map { $0 + 0.3 }, noiseVariance: 0.7)
+        var m = Matrix(rows: n, cols: j), lv = Matrix(rows: n, cols: j)
+        let y = p.data.points
+        for r in 0..<n {
+            for k in 0..<j {
+                let gkk = (0..<d).reduce(0) { $0 + w[$1, k] * w[$1, k] }
+                let proj = (0..<d).reduce(0) { $0 + w[$1, k] * (y[r, $1] - model.offset[$1]) }
+                m[r, k] = proj / (gkk + model.noiseVariance)
+                lv[r, k] = log(model.noiseVariance / (gkk + model.noiseVariance))
+            }
+        }
+        return Setup(batch: Batch(p.data), model: model, means: m, logVariances: lv)
+    }
+
+    @Test("the path-derivative (stl) gradient of q is zero for every draw when q is the exact posterior")
+    func pathDerivativeVanishesAtThePosterior() {
+        let s = Self.diagonalPosteriorSetup()
+        let first = Self.d * Self.j + Self.d + 1
+        // The exact gradient is zero there: q is the optimum (an independent check of the set-up).
+        let exact = Self.exact(s)
+        let stl = Self.draws(s, estimator: .reparam, kl: .stl, samples: 1, replications: 200, seed: 51)
+        let mc = Self.draws(s, estimator: .reparam, kl: .mc, samples: 1, replications: 200, seed: 51)
+        // Rounding scale: the size of the terms that cancel (g − z and ε/s, as large as the MC spread).
+        let scale = (first..<exact.count).map { mc.variance[$0].squareRoot() }.max()!
+        for i in first..<exact.count {
+            #expect(abs(exact[i]) <= Tolerance.independentRoute * scale, "\(Self.coordinate(i)): exact gradient \(exact[i]) at the posterior")
+            #expect(stl.variance[i].squareRoot() <= Tolerance.independentRoute * scale,
+                    "\(Self.coordinate(i)): stl spread \(stl.variance[i].squareRoot()) at the posterior (scale \(scale))")
+            #expect(abs(stl.mean[i]) <= Tolerance.independentRoute * scale, "\(Self.coordinate(i)): stl mean \(stl.mean[i])")
+            // Power: the plain fully-MC estimator on the same draws is noisy there.
+            #expect(mc.variance[i].squareRoot() > 0.01 * scale, "\(Self.coordinate(i)): the mc estimator has no spread to remove")
+        }
+        // θ's gradient is the same pathwise estimator under every KL term (and stays noisy).
+        for i in 0..<first { #expect(stl.mean[i] == mc.mean[i] && stl.variance[i] > 0) }
     }
 
     @Test("Monte Carlo ELBO estimates (analytic KL; fully MC) match ExactELBO within 4 SE",

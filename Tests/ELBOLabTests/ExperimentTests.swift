@@ -124,6 +124,14 @@ import Testing
         #expect(o.latent == 2 && spec.seeds == [1, 2] && spec.kind == .curves)
     }
 
+    @Test func readsTheMonteCarloLevers() throws {
+        let json = Self.spec(runs: #"{"label": "a", "strategy": "joint", "gradient": "reparam", "kl": "stl", "averaging": 8}"#)
+        let o = try #require(try ExperimentSpec.parse(Data(json.utf8), path: "spec.json").runs.first).options
+        #expect(o.kl == .stl && o.averaging == 8 && o.resolvedSchedule == .decay(halfLife: 1000, power: 1))
+        let negative = try #require(Self.parseError(Self.spec(runs: #"{"label": "a", "strategy": "joint", "averaging": -1}"#)))
+        #expect(negative.hasPrefix("experiments/bad.json: runs[0].averaging"), "\(negative)")
+    }
+
     @Test func everyShippedSpecLoads() throws {
         // The specs in experiments/ (found from this file's location) must all parse.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -30,6 +30,18 @@ public func makeEngine(_ options: FitOptions, data: Dataset) throws -> Inference
     let rng = RandomSource(seed: options.seed)
     // Drawn first, from the same stream, for every strategy: curves start from one point.
     let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
+    if let power = options.averaging {
+        guard options.strategy != .mle && options.strategy != .em else {
+            throw InputError("--averaging applies to per-datapoint, amortized and joint runs, not \(options.strategy.rawValue)")
+        }
+        guard power >= 0 && power.isFinite else { throw InputError("--averaging \(power) must be a non-negative number") }
+        guard options.covariance == .diagonal else {
+            throw InputError("--averaging works with a diagonal covariance only (drop --covariance full)")
+        }
+        var plain = options
+        plain.averaging = nil
+        return AveragedEngine(try makeEngine(plain, data: data), power: power)
+    }
     switch options.strategy {
     case .mle:
         return ClosedFormEngine(data: data, options: options)

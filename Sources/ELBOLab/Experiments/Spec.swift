@@ -263,7 +263,7 @@ struct SpecReader {
     static let runOptionKeys = [
         "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
-        "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power",
+        "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
@@ -592,6 +592,7 @@ struct SpecReader {
                 case "learning-rate": o.learningRate = nil
                 case "decay": o.decay = nil
                 case "decay-power": o.decayPower = nil
+                case "averaging": o.averaging = nil
                 case "window": o.window = nil
                 default: throw fail(field, "cannot be null")
                 }
@@ -623,6 +624,7 @@ struct SpecReader {
             case "learning-rate": o.learningRate = try positive(v, field)
             case "decay": o.decay = try nonNegative(v, field)
             case "decay-power": o.decayPower = try positive(v, field)
+            case "averaging": o.averaging = try nonNegative(v, field)
             case "strategy", "label":
                 continue
             default:

@@ -163,6 +163,13 @@ public enum KLEstimator: String, Sendable, CaseIterable, Codable {
     case analytic
     /// log q(z) − log p(z) at the draws.
     case mc
+    /// log q(z) − log p(z) at the draws, with q's parameters held fixed inside log q: the
+    /// path-derivative ("sticking the landing") estimator of Roeder, Wu & Duvenaud (2017). It
+    /// drops the score term ∇_λ log q(z; λ), whose expectation is zero, so it stays unbiased;
+    /// q's gradient is then ∇_z[log p(y, z) − log q(z)] · ∂z/∂λ, which vanishes for every draw
+    /// when q is the exact posterior. The score-function estimator never uses that term, so
+    /// for it this is the same as `mc`.
+    case stl
 }
 
 /// Gradients of (1/B) Σ ELBO_n with respect to θ and to each point's (m_n, log v_n) for a
@@ -227,6 +234,11 @@ extension ELBOGradient {
                         case .mc:
                             gm.storage[i] += g.storage[i] - z.storage[i]
                             gl.storage[i] += (g.storage[i] - z.storage[i]) * 0.5 * s * e + 0.5
+                        case .stl:
+                            // ∂/∂z [log p(y, z) − log q(z)] = g − z + ε/s; ∂z/∂m = 1, ∂z/∂log v = ½ s ε.
+                            let path = g.storage[i] - z.storage[i] + e / s
+                            gm.storage[i] += path
+                            gl.storage[i] += path * 0.5 * s * e
                         }
                     }
                 } else {
@@ -237,7 +249,7 @@ extension ELBOGradient {
                     let logNorm = -0.5 * Double(model.dimension) * log(2 * Double.pi * model.noiseVariance)
                     for n in 0..<b {
                         var value = logNorm - res[n] / (2 * model.noiseVariance)
-                        if kl == .mc {
+                        if kl != .analytic {
                             for c in 0..<j {
                                 let i = n * j + c
                                 value += -0.5 * z.storage[i] * z.storage[i] + 0.5 * eps.storage[i] * eps.storage[i] + 0.5 * logVariances.storage[i]
