@@ -117,9 +117,12 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var resolvedWindow: Int { window ?? (isStochastic ? 10 : 5) }
 
     /// The optimiser in force: L-BFGS for joint on the exact full-batch objective (it reaches
-    /// the MLE in several times fewer evaluations than Adam or GSL's BFGS2), Adam otherwise.
+    /// the MLE in several times fewer evaluations than Adam or GSL's BFGS2), Adam otherwise —
+    /// and Adam whenever a step size or schedule is given, since only Adam uses them.
     public var resolvedOptimizer: OptimizerKind {
-        optimizer ?? (strategy == .joint && resolvedGradient == .exact && batch == nil ? .lbfgs : .adam)
+        if let optimizer { return optimizer }
+        let adamSettings = learningRate != nil || decay != nil || decayPower != nil
+        return strategy == .joint && resolvedGradient == .exact && batch == nil && !adamSettings ? .lbfgs : .adam
     }
 
     /// The step size in force.

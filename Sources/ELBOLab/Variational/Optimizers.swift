@@ -314,6 +314,8 @@ public final class LBFGSMinimizer {
             slope = dot(g, direction)
             guard slope < 0 else { running = false; return false }
         }
+        // A predicted decrease below rounding of f: at the minimum, nothing left to gain.
+        if -slope <= 1e-15 * max(1, abs(f)) { running = false; return false }
         var alpha = 1.0
         var accepted = false
         for _ in 0..<40 {
