@@ -133,3 +133,36 @@ struct QuasiNewtonTests {
         #expect(throws: InputError.self) { _ = try makeEngine(options, data: data) }
     }
 }
+
+/// The fused reparameterised joint step against the generic path it replaces.
+@Suite("Fused reparameterised joint gradient")
+struct FusedReparameterizedTests {
+    @Test("same draws, same estimate: encoder forward → meanField(.reparam) → backward, to rounding",
+          arguments: [1, 3])
+    func matchesGenericPath(samples: Int) throws {
+        let data = QuasiNewtonTests.data()
+        let rng = RandomSource(seed: 8)
+        let model = LinearGaussianModel.random(dimension: 6, latent: 2, noiseVariance: 0.5, using: rng)
+        var encoder = LinearEncoder(data: data, latent: 2)
+        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        let fused = LinearEncoderReparameterized()
+        for batch in [Batch(data), { var b = Batch(capacity: 40, dimension: 6, mean: data.mean); b.gather(from: data, rows: Array(7..<47)[...]); return b }()] {
+            // Twice, so that reused buffers are exercised too.
+            for round in 0..<2 {
+                let seed = UInt64(30 + round)
+                let (theta, phi) = fused.gradient(batch: batch, model: model, encoder: encoder, samples: samples, rng: RandomSource(seed: seed))
+                let out = encoder.forward(batch)
+                let g = ELBOGradient.meanField(batch: batch, model: model, means: out.means, logVariances: out.logVariances,
+                                               estimator: .reparam, kl: .analytic, samples: samples, rng: RandomSource(seed: seed))
+                let genericPhi = encoder.backward(batch, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
+                                                  scale: 1 / Double(batch.count))
+                let phiScale = genericPhi.map(abs).max()!
+                #expect(zip(phi, genericPhi).allSatisfy { abs($0 - $1) <= 1e-10 * phiScale }, "φ, B = \(batch.count)")
+                #expect((theta.loadings - g.model.loadings).maxAbs <= 1e-10 * g.model.loadings.maxAbs)
+                let bScale = g.model.offset.map(abs).max()!
+                #expect(zip(theta.offset, g.model.offset).allSatisfy { abs($0 - $1) <= 1e-10 * bScale })
+                #expect(abs(theta.noiseVariance - g.model.noiseVariance) <= 1e-10 * abs(g.model.noiseVariance))
+            }
+        }
+    }
+}

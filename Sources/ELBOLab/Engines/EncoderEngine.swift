@@ -28,6 +28,8 @@ final class EncoderEngine: InferenceEngine {
     private var evaluations = 0
     /// The exact objective in moment form (linear encoder, exact gradient, full batch), else nil.
     private let moments: LinearEncoderMoments?
+    /// The fused reparameterised joint step (linear encoder, one or more draws, analytic KL), else nil.
+    private let fusedReparameterized: LinearEncoderReparameterized?
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
@@ -61,6 +63,8 @@ final class EncoderEngine: InferenceEngine {
         } else {
             moments = nil
         }
+        fusedReparameterized = options.strategy == .joint && options.resolvedGradient == .reparam && options.kl == .analytic
+            && encoder is LinearEncoder ? LinearEncoderReparameterized() : nil
         if options.resolvedOptimizer != .adam {
             guard options.resolvedGradient == .exact else {
                 throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
@@ -216,13 +220,19 @@ final class EncoderEngine: InferenceEngine {
             work = StepWork(dataPasses: 1, gradientEvaluations: 1)
         } else if options.strategy == .joint {
             let b = nextBatch()
-            let (g, out) = estimate(b)
+            let gTheta: ModelGradient, gPhi: [Double]
+            if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
+                (gTheta, gPhi) = fused.gradient(batch: b, model: model, encoder: linear, samples: options.samples, rng: rng)
+            } else {
+                let (g, out) = estimate(b)
+                gTheta = g.model
+                gPhi = encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances, scale: 1 / Double(b.count))
+            }
             var x = parameterization.pack(model)
             let split = x.count
             x.append(contentsOf: encoder.parameters)
-            var grad = parameterization.pullback(g.model, at: model)
-            grad.append(contentsOf: encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
-                                                     scale: 1 / Double(b.count)))
+            var grad = parameterization.pullback(gTheta, at: model)
+            grad.append(contentsOf: gPhi)
             jointOptimizer.step(&x, gradient: grad)
             model = parameterization.unpack(Array(x[..<split]))
             encoder.parameters = Array(x[split...])
