@@ -57,7 +57,7 @@ struct Fit: ParsableCommand {
     @Option(help: "Monte Carlo gradients (--gradient reparam|score, --e-solver adam): the KL term: analytic (closed form, the peers' choice) | mc (log q − log p at the draws) | stl (mc with q's parameters held fixed inside log q: the path-derivative, 'sticking the landing' estimator, whose noise vanishes as q reaches the exact posterior).") var kl: KLEstimator = .analytic
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
-    @Option(help: "amortized, joint: adam | bfgs (GSL's quasi-Newton method on the exact ELBO; needs --gradient exact).") var optimizer: OptimizerKind = .adam
+    @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
     @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
     @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?

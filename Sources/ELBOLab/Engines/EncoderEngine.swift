@@ -21,11 +21,15 @@ final class EncoderEngine: InferenceEngine {
     private var cursor: Int
     private var batch: Batch
     private let fullBatch: Batch
-    private var jointSolver: BFGSMinimizer?
+    private var jointSolver: QuasiNewton?
+    /// The coordinates the joint quasi-Newton solver sees for φ (whitened inputs), nil: φ itself.
+    private var jointCoordinates: WhitenedEncoderCoordinates?
     private var encoderSolver: BFGSMinimizer?
     private var evaluations = 0
     /// The exact objective in moment form (linear encoder, exact gradient, full batch), else nil.
     private let moments: LinearEncoderMoments?
+    /// The fused reparameterised joint step (linear encoder, one or more draws, analytic KL), else nil.
+    private let fusedReparameterized: LinearEncoderReparameterized?
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
@@ -59,22 +63,31 @@ final class EncoderEngine: InferenceEngine {
         } else {
             moments = nil
         }
-        if options.optimizer == .bfgs {
+        fusedReparameterized = options.strategy == .joint && options.resolvedGradient == .reparam && options.kl == .analytic
+            && encoder is LinearEncoder ? LinearEncoderReparameterized() : nil
+        if options.resolvedOptimizer != .adam {
             guard options.resolvedGradient == .exact else {
-                throw InputError("--optimizer bfgs needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
+                throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
             }
             guard options.batch == nil || options.batch == data.count else {
-                throw InputError("--optimizer bfgs works on the full batch: drop --batch")
+                throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) works on the full batch: drop --batch")
             }
             let thetaCount = parameterization.count, phiCount = encoder.parameters.count
             if options.strategy == .joint {
-                jointSolver = try BFGSMinimizer(dimension: thetaCount + phiCount) { [unowned self] x, g in
+                let whitening = (encoder as? LinearEncoder).flatMap { try? WhitenedEncoderCoordinates(data: data, encoder: $0) }
+                jointCoordinates = whitening
+                let objective: BFGSMinimizer.Objective = { [unowned self] x, g in
                     let theta = parameterization.unpack(Array(x[..<thetaCount]))
-                    let r = exactObjective(model: theta, encoderParameters: Array(x[thetaCount...]))
+                    let u = Array(x[thetaCount...])
+                    let r = exactObjective(model: theta, encoderParameters: whitening?.parameters(u) ?? u)
+                    let gPhi = whitening?.pullback(r.encoder) ?? r.encoder
                     for i in 0..<thetaCount { g[i] = -r.model[i] }
-                    for i in 0..<phiCount { g[thetaCount + i] = -r.encoder[i] }
+                    for i in 0..<phiCount { g[thetaCount + i] = -gPhi[i] }
                     return -r.value
                 }
+                jointSolver = options.resolvedOptimizer == .lbfgs
+                    ? .limitedMemory(LBFGSMinimizer(dimension: thetaCount + phiCount, objective: objective))
+                    : .gsl(try BFGSMinimizer(dimension: thetaCount + phiCount, objective: objective))
             } else {
                 encoderSolver = try BFGSMinimizer(dimension: phiCount) { [unowned self] x, g in
                     let r = exactObjective(model: model, encoderParameters: Array(x))
@@ -175,14 +188,15 @@ final class EncoderEngine: InferenceEngine {
             let before = evaluations
             if iteration == 1 {
                 var x = parameterization.pack(model)
-                x.append(contentsOf: encoder.parameters)
+                x.append(contentsOf: jointCoordinates?.coordinates(encoder.parameters) ?? encoder.parameters)
                 solver.begin(at: x, initialStep: 0.01)
             }
-            _ = solver.iterate()
+            solver.iterate()
             let x = solver.point
             let split = parameterization.count
             model = parameterization.unpack(Array(x[..<split]))
-            encoder.parameters = Array(x[split...])
+            let u = Array(x[split...])
+            encoder.parameters = jointCoordinates?.parameters(u) ?? u
             work = StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
         } else if let solver = encoderSolver {
             let before = evaluations
@@ -206,13 +220,19 @@ final class EncoderEngine: InferenceEngine {
             work = StepWork(dataPasses: 1, gradientEvaluations: 1)
         } else if options.strategy == .joint {
             let b = nextBatch()
-            let (g, out) = estimate(b)
+            let gTheta: ModelGradient, gPhi: [Double]
+            if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
+                (gTheta, gPhi) = fused.gradient(batch: b, model: model, encoder: linear, samples: options.samples, rng: rng)
+            } else {
+                let (g, out) = estimate(b)
+                gTheta = g.model
+                gPhi = encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances, scale: 1 / Double(b.count))
+            }
             var x = parameterization.pack(model)
             let split = x.count
             x.append(contentsOf: encoder.parameters)
-            var grad = parameterization.pullback(g.model, at: model)
-            grad.append(contentsOf: encoder.backward(b, output: out, gradMeans: g.means, gradLogVariances: g.logVariances,
-                                                     scale: 1 / Double(b.count)))
+            var grad = parameterization.pullback(gTheta, at: model)
+            grad.append(contentsOf: gPhi)
             jointOptimizer.step(&x, gradient: grad)
             model = parameterization.unpack(Array(x[..<split]))
             encoder.parameters = Array(x[split...])
@@ -252,4 +272,86 @@ final class EncoderEngine: InferenceEngine {
         try checkModel(model, engine: name, iteration: iteration)
         return work
     }
+}
+
+/// The joint strategy's quasi-Newton solvers, advanced one iteration per engine step.
+private enum QuasiNewton {
+    case gsl(BFGSMinimizer)
+    case limitedMemory(LBFGSMinimizer)
+
+    func begin(at x: [Double], initialStep: Double) {
+        switch self {
+        case let .gsl(s): s.begin(at: x, initialStep: initialStep)
+        case let .limitedMemory(s): s.begin(at: x, initialStep: initialStep)
+        }
+    }
+
+    func iterate() {
+        switch self {
+        case let .gsl(s): _ = s.iterate()
+        case let .limitedMemory(s): s.iterate()
+        }
+    }
+
+    var point: [Double] {
+        switch self {
+        case let .gsl(s): return s.point
+        case let .limitedMemory(s): return s.point
+        }
+    }
+}
+
+/// Coordinates u for a linear encoder's weights in which its inputs are white: a fixed linear
+/// change of variables for the quasi-Newton solvers, not a change of encoder or of any ELBO.
+///
+/// Row r of the weights acts on the standardised input x = diag(1/σ)(y − ȳ). With the data's
+/// covariance S = U Λ Uᵀ, the weights p_r = u_r T, T = Λ^{-1/2} Uᵀ diag(σ), act on u's inputs
+/// Λ^{-1/2} Uᵀ (y − ȳ), whose covariance is I. In those coordinates the curvature of the ELBO
+/// in the weights no longer carries S's eigenvalue spread (a factor of ~60 on `synth`).
+struct WhitenedEncoderCoordinates {
+    /// T, `D × D`, and T⁻¹.
+    let map: Matrix, inverse: Matrix
+    /// Weight rows (2J); the biases after them pass through unchanged.
+    let rows: Int
+
+    init(data: Dataset, encoder: LinearEncoder) throws {
+        let d = data.dimension
+        let eigen = try SymmetricEigen(data.covariance)
+        let largest = max(eigen.values.first ?? 0, .leastNormalMagnitude)
+        var t = Matrix(rows: d, cols: d), inv = Matrix(rows: d, cols: d)
+        for j in 0..<d {
+            // Directions without variance carry no signal: keep them at the largest scale.
+            let lambda = eigen.values[j] > 1e-8 * largest ? eigen.values[j] : largest
+            let root = lambda.squareRoot()
+            for i in 0..<d {
+                let sigma = 1 / encoder.invScale[i]
+                t[j, i] = eigen.vectors[i, j] * sigma / root
+                inv[i, j] = eigen.vectors[i, j] * root / sigma
+            }
+        }
+        map = t
+        inverse = inv
+        rows = 2 * encoder.latent
+    }
+
+    /// `[W · m]` for the weight block of `v` (rows × D, row-major) times `m`, biases copied.
+    private func transform(_ v: [Double], _ m: Matrix, transpose: Bool) -> [Double] {
+        let d = map.rows
+        var out = v
+        v.withUnsafeBufferPointer { pv in
+            out.withUnsafeMutableBufferPointer { po in
+                m.storage.withUnsafeBufferPointer { pm in
+                    gemmRaw(pv.baseAddress, rows, d, false, pm.baseAddress, d, d, transpose, po.baseAddress, rows, d, alpha: 1, beta: 0)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The encoder's parameters at coordinates `u`.
+    func parameters(_ u: [Double]) -> [Double] { transform(u, map, transpose: false) }
+    /// The coordinates of the encoder's parameters `p`.
+    func coordinates(_ p: [Double]) -> [Double] { transform(p, inverse, transpose: false) }
+    /// A gradient with respect to the parameters, pulled back to the coordinates (times Tᵀ).
+    func pullback(_ g: [Double]) -> [Double] { transform(g, map, transpose: true) }
 }

@@ -84,17 +84,27 @@ public enum ELBOGradient {
     static func modelAndResidual(batch: Batch, model: LinearGaussianModel, locations z: Matrix,
                                  covarianceSum v: Matrix) -> (gradient: ModelGradient, residual: Double) {
         let d = model.dimension, j = model.latent
-        let count = Double(batch.count)
         precondition(z.rows == batch.count && z.cols == j)
-        let w = model.loadings, s2 = model.noiseVariance
-        let delta = (0..<d).map { model.offset[$0] - batch.mean[$0] }   // r_n = (y_n − ȳ) − δ
         var yz = Matrix(rows: d, cols: j)
         gemm(batch.centered, true, z, false, into: &yz)                // Σ (y_n − ȳ) z_nᵀ
-        let zsum = z.columnSums()
-        var a = yz                                                      // Σ r_n z_nᵀ
-        for i in 0..<d { for k in 0..<j { a[i, k] -= delta[i] * zsum[k] } }
         var zz = Matrix(rows: j, cols: j)
         gemm(z, true, z, false, into: &zz)
+        return modelAndResidual(batch: batch, model: model, dataTimesLocations: yz, locationSum: z.columnSums(),
+                                locationSquares: zz, covarianceSum: v)
+    }
+
+    /// ``modelAndResidual(batch:model:locations:covarianceSum:)`` from the sums it needs:
+    /// Σ (y_n − ȳ) z_nᵀ (`D × J`), Σ z_n and Σ z_n z_nᵀ. All enter linearly, so averages of
+    /// them over K draws give the average of the K one-draw gradients.
+    static func modelAndResidual(batch: Batch, model: LinearGaussianModel, dataTimesLocations yz: Matrix,
+                                 locationSum zsum: [Double], locationSquares zz: Matrix,
+                                 covarianceSum v: Matrix) -> (gradient: ModelGradient, residual: Double) {
+        let d = model.dimension, j = model.latent
+        let count = Double(batch.count)
+        let w = model.loadings, s2 = model.noiseVariance
+        let delta = (0..<d).map { model.offset[$0] - batch.mean[$0] }   // r_n = (y_n − ȳ) − δ
+        var a = yz                                                      // Σ r_n z_nᵀ
+        for i in 0..<d { for k in 0..<j { a[i, k] -= delta[i] * zsum[k] } }
         let g = model.gram
         var rsq = batch.sumOfSquares                                    // Σ ‖r_n‖²
         for i in 0..<d { rsq += -2 * delta[i] * batch.columnSums[i] + count * delta[i] * delta[i] }

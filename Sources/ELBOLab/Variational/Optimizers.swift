@@ -213,3 +213,133 @@ public final class BFGSMinimizer {
         }
     }
 }
+
+/// Limited-memory BFGS (Nocedal 1980) for smooth minimisation, one iteration at a time.
+///
+/// The direction comes from the two-loop recursion over the last `memory` steps, scaled by
+/// sᵀy/yᵀy of the newest pair; the step is the first of 1, then shorter steps by quadratic
+/// interpolation, that satisfies Armijo's condition. Pairs with sᵀy ≤ 0 are skipped, so the
+/// implied inverse Hessian stays positive definite. Unlike GSL's `vector_bfgs2` (which builds
+/// each direction from the last step alone) it keeps curvature from many steps, so it needs
+/// several times fewer evaluations on the joint ELBO.
+public final class LBFGSMinimizer {
+    public typealias Objective = BFGSMinimizer.Objective
+
+    /// Number of variables.
+    public let dimension: Int
+    /// Step pairs kept.
+    public let memory: Int
+    private let objective: Objective
+    private var x: [Double], g: [Double], f = Double.infinity
+    private var trialX: [Double], trialG: [Double], direction: [Double]
+    private var steps: [[Double]] = [], changes: [[Double]] = [], curvatures: [Double] = []
+    private var alphas: [Double]
+    private var firstStep = 1.0
+    private var running = false
+    /// Objective evaluations so far.
+    public private(set) var evaluations = 0
+
+    /// A minimiser of `objective` in `dimension` variables keeping `memory` step pairs.
+    public init(dimension: Int, memory: Int = 30, objective: @escaping Objective) {
+        precondition(dimension > 0 && memory > 0)
+        self.dimension = dimension
+        self.memory = memory
+        self.objective = objective
+        x = [Double](repeating: 0, count: dimension)
+        g = x
+        trialX = x
+        trialG = x
+        direction = x
+        alphas = [Double](repeating: 0, count: memory)
+    }
+
+    private func evaluate(_ point: [Double], into gradient: inout [Double]) -> Double {
+        evaluations += 1
+        return point.withUnsafeBufferPointer { p in gradient.withUnsafeMutableBufferPointer { objective(p, $0) } }
+    }
+
+    /// Starts at `start`; the first step has length `initialStep` along the steepest descent.
+    public func begin(at start: [Double], initialStep: Double) {
+        precondition(start.count == dimension)
+        x = start
+        f = evaluate(x, into: &g)
+        steps.removeAll()
+        changes.removeAll()
+        curvatures.removeAll()
+        firstStep = initialStep
+        running = f.isFinite
+    }
+
+    /// The point reached.
+    public var point: [Double] { x }
+    /// The objective there.
+    public var value: Double { f }
+
+    /// −H∇f by the two-loop recursion into `direction`; plain steepest descent of length
+    /// `firstStep` while no curvature is known.
+    private func computeDirection() {
+        let n = dimension, k = steps.count
+        for i in 0..<n { direction[i] = -g[i] }
+        if k == 0 {
+            let norm = dot(g, g).squareRoot()
+            for i in 0..<n { direction[i] *= firstStep / norm }
+            return
+        }
+        for p in stride(from: k - 1, through: 0, by: -1) {
+            let a = curvatures[p] * dot(steps[p], direction)
+            alphas[p] = a
+            changes[p].withUnsafeBufferPointer { y in for i in 0..<n { direction[i] -= a * y[i] } }
+        }
+        let gamma = 1 / (curvatures[k - 1] * dot(changes[k - 1], changes[k - 1]))
+        for i in 0..<n { direction[i] *= gamma }
+        for p in 0..<k {
+            let b = curvatures[p] * dot(changes[p], direction)
+            let a = alphas[p]
+            steps[p].withUnsafeBufferPointer { s in for i in 0..<n { direction[i] += (a - b) * s[i] } }
+        }
+    }
+
+    /// One iteration: a direction, a line search along it, the new step pair.
+    /// Returns false when no step lowers the objective (at a minimum to rounding).
+    @discardableResult
+    public func iterate() -> Bool {
+        guard running else { return false }
+        let n = dimension
+        computeDirection()
+        var slope = dot(g, direction)
+        if !(slope < 0) {
+            // Rounding made the direction useless: forget the curvature and descend.
+            steps.removeAll(); changes.removeAll(); curvatures.removeAll()
+            computeDirection()
+            slope = dot(g, direction)
+            guard slope < 0 else { running = false; return false }
+        }
+        // A predicted decrease below rounding of f: at the minimum, nothing left to gain.
+        if -slope <= 1e-15 * max(1, abs(f)) { running = false; return false }
+        var alpha = 1.0
+        var accepted = false
+        for _ in 0..<40 {
+            for i in 0..<n { trialX[i] = x[i] + alpha * direction[i] }
+            let trial = evaluate(trialX, into: &trialG)
+            if trial.isFinite && trial <= f + 1e-4 * alpha * slope {
+                f = trial
+                accepted = true
+                break
+            }
+            // The minimiser of the quadratic through f, the slope and the trial, kept in [α/10, α/2].
+            let next = trial.isFinite ? -slope * alpha * alpha / (2 * (trial - f - slope * alpha)) : 0.1 * alpha
+            alpha = min(max(next, 0.1 * alpha), 0.5 * alpha)
+        }
+        guard accepted else { running = false; return false }
+        var s = [Double](repeating: 0, count: n), y = s
+        for i in 0..<n { s[i] = trialX[i] - x[i]; y[i] = trialG[i] - g[i] }
+        let sy = dot(s, y)
+        if sy > 1e-12 * (dot(s, s) * dot(y, y)).squareRoot() {
+            if steps.count == memory { steps.removeFirst(); changes.removeFirst(); curvatures.removeFirst() }
+            steps.append(s); changes.append(y); curvatures.append(1 / sy)
+        }
+        swap(&x, &trialX)
+        swap(&g, &trialG)
+        return true
+    }
+}
