@@ -74,7 +74,9 @@ final class EncoderEngine: InferenceEngine {
             }
             let thetaCount = parameterization.count, phiCount = encoder.parameters.count
             if options.strategy == .joint {
-                let whitening = (encoder as? LinearEncoder).flatMap { try? WhitenedEncoderCoordinates(data: data, encoder: $0) }
+                // Whitening needs S's eigenvectors: skipped for wide data (D > N), where S is never formed.
+                let whitening = data.prefersCovariance
+                    ? (encoder as? LinearEncoder).flatMap { try? WhitenedEncoderCoordinates(data: data, encoder: $0) } : nil
                 jointCoordinates = whitening
                 let objective: BFGSMinimizer.Objective = { [unowned self] x, g in
                     let theta = parameterization.unpack(Array(x[..<thetaCount]))

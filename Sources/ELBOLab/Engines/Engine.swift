@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The work one step did, for the comparable axes of a curve.
 public struct StepWork: Sendable, Equatable {
     /// Sweeps over the data, in units of N point-visits (a minibatch of B counts B/N).
@@ -42,11 +48,14 @@ public func makeEngine(_ options: FitOptions, data: Dataset) throws -> Inference
         plain.averaging = nil
         return AveragedEngine(try makeEngine(plain, data: data), power: power)
     }
+    if options.squarem && options.strategy != .em {
+        throw InputError("--squarem accelerates em only, not \(options.strategy.rawValue)")
+    }
     switch options.strategy {
     case .mle:
         return ClosedFormEngine(data: data, options: options)
     case .em:
-        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints)
+        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, squarem: options.squarem)
     case .perDatapoint:
         return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
     case .amortized, .joint:
@@ -99,18 +108,60 @@ final class ExactEMEngine: InferenceEngine {
     let name = Strategy.em.rawValue
     let data: Dataset
     let constraints: ModelConstraints
+    let squarem: Bool
     private(set) var model: LinearGaussianModel
 
-    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints) {
+    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints, squarem: Bool = false) {
         self.data = data
         self.constraints = constraints
+        self.squarem = squarem
         model = initial
     }
 
     func posteriors() throws -> GaussianPosteriors { try GaussianPosteriors.exactPosterior(of: model, data: data) }
 
     func step() throws -> StepWork {
-        model = try model.emStep(on: data, constraints: constraints)
-        return StepWork(dataPasses: 1, gradientEvaluations: 0)
+        guard squarem else {
+            model = try model.emStep(on: data, constraints: constraints)
+            return StepWork(dataPasses: 1, gradientEvaluations: 0)
+        }
+        return try squaremStep()
+    }
+
+    /// One SQUAREM cycle (Varadhan & Roland 2008, scheme S3) in the coordinates (W, b, log s2):
+    /// θ₁ = F(θ₀), θ₂ = F(θ₁), r = θ₁ − θ₀, v = θ₂ − θ₁ − r, α = −‖r‖/‖v‖ (at most −1),
+    /// θ′ = F(θ₀ − 2αr + α²v). θ′ is kept only when log p rises past θ₂'s, so the cycle never
+    /// does worse than two EM steps and the log-likelihood never falls.
+    private func squaremStep() throws -> StepWork {
+        let start = model
+        let first = try start.emStep(on: data, constraints: constraints)
+        let second = try first.emStep(on: data, constraints: constraints)
+        let x0 = Self.coordinates(start), x1 = Self.coordinates(first), x2 = Self.coordinates(second)
+        let r = zip(x1, x0).map { $0 - $1 }
+        let v = (0..<x0.count).map { x2[$0] - x1[$0] - r[$0] }
+        let rNorm = r.reduce(0) { $0 + $1 * $1 }.squareRoot(), vNorm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        model = second
+        guard vNorm > 0, rNorm.isFinite, vNorm.isFinite else { return StepWork(dataPasses: 2, gradientEvaluations: 0) }
+        let alpha = min(-1, -rNorm / vNorm)
+        let jump = (0..<x0.count).map { x0[$0] - 2 * alpha * r[$0] + alpha * alpha * v[$0] }
+        guard jump.allSatisfy({ $0.isFinite }),
+              let landed = try? Self.model(jump, like: start).emStep(on: data, constraints: constraints),
+              let gained = try? landed.logLikelihood(of: data), gained.isFinite,
+              gained > (try second.logLikelihood(of: data)) else {
+            return StepWork(dataPasses: 5, gradientEvaluations: 0)
+        }
+        model = landed
+        return StepWork(dataPasses: 5, gradientEvaluations: 0)
+    }
+
+    /// θ as one vector: W row by row, b, log s2 (so an extrapolated s2 stays positive).
+    private static func coordinates(_ m: LinearGaussianModel) -> [Double] {
+        m.loadings.storage + m.offset + [log(m.noiseVariance)]
+    }
+
+    private static func model(_ x: [Double], like m: LinearGaussianModel) -> LinearGaussianModel {
+        let w = m.loadings.rows * m.loadings.cols, d = m.offset.count
+        return LinearGaussianModel(loadings: Matrix(rows: m.loadings.rows, cols: m.loadings.cols, storage: Array(x[..<w])),
+                                   offset: Array(x[w..<(w + d)]), noiseVariance: exp(x[w + d]))
     }
 }

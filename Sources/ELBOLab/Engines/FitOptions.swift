@@ -97,6 +97,10 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// weights growing like t^η (``AveragedEngine``); nil scores the iterate itself.
     public var averaging: Double? = nil
 
+    /// em: accelerate by SQUAREM (``ExactEMEngine``), which extrapolates from two EM steps and
+    /// keeps the result only when the log-likelihood rises.
+    public var squarem = false
+
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
         self.latent = latent

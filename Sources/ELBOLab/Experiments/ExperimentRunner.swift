@@ -143,7 +143,8 @@ public struct ExperimentRunner: Sendable {
         try AtomicFile.write(CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text,
                              to: output + "/runs.csv")
         if let truth { try AtomicFile.write(ParamsFile.json(truth).text() + "\n", to: output + "/truth.json") }
-        if let text = FileManager.default.contents(atPath: spec.path) {
+        // The bytes that were run, not the file as it is now: it may have been edited meanwhile.
+        if let text = spec.text {
             try AtomicFile.write(String(decoding: text, as: UTF8.self), to: output + "/spec.json")
         }
         let interrupted = shouldStop?() == true

@@ -28,7 +28,7 @@ struct FinishedJobs {
         guard let before = files.contents(atPath: folder + "/spec.json") else {
             throw InputError("\(folder): has runs.csv but no spec.json, so it cannot be resumed: rerun without --resume")
         }
-        guard before == files.contents(atPath: spec.path) else {
+        guard before == spec.text else {
             throw InputError("\(folder)/spec.json differs from \(spec.path): the results there are of another spec; rerun without --resume or choose another --output")
         }
         let runs = try CSVTable.read(path: runsPath)

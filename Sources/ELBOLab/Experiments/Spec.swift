@@ -38,6 +38,9 @@ public struct ExperimentSpec: Sendable {
     public var variance: VarianceSpec?
     /// The file the spec was read from, for messages.
     public var path: String
+    /// The bytes the spec was parsed from (written beside the results as `spec.json`); nil for a
+    /// spec built in code.
+    public var text: Data? = nil
 
     public init(name: String, title: String = "", description: String = "", kind: Kind = .curves, order: Int = 0,
                 data: DataSpec, seeds: [UInt64], runs: [RunSpec], counts: [Int] = [], variance: VarianceSpec? = nil,
@@ -219,7 +222,9 @@ extension ExperimentSpec {
         } catch {
             throw InputError("\(path): is not valid JSON")
         }
-        return try SpecReader(file: path).spec(value)
+        var spec = try SpecReader(file: path).spec(value)
+        spec.text = bytes
+        return spec
     }
 }
 
@@ -264,6 +269,7 @@ struct SpecReader {
         "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
         "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
+        "squarem",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
@@ -625,6 +631,7 @@ struct SpecReader {
             case "decay": o.decay = try nonNegative(v, field)
             case "decay-power": o.decayPower = try positive(v, field)
             case "averaging": o.averaging = try nonNegative(v, field)
+            case "squarem": o.squarem = try bool(v, field)
             case "strategy", "label":
                 continue
             default:
