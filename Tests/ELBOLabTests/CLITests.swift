@@ -252,14 +252,6 @@ struct CLITests {
 
     @Test("bad input exits non-zero with one line on stderr and leaves no files", arguments: badInputs)
     func badInput(_ bad: BadInput) throws {
-        try withTemporaryFolder { folder in
-            try bad.setUp(folder)
-            let before = listing(of: folder)
-            let run = try elbolab(bad.arguments, in: folder)
-            #expect(run.status != 0)
-            #expect(run.stderrLines.count == 1, "stderr was:\n\(run.stderr)")
-            #expect(run.stdout.isEmpty, "stdout was:\n\(run.stdout)")
-            #expect(listing(of: folder) == before, "files changed: \(listing(of: folder)) vs \(before)")
-        }
+        try expectRejected(bad.arguments, setUp: bad.setUp)
     }
 }

@@ -45,6 +45,28 @@ func runHostile(_ arguments: [String], in folder: URL) throws -> HostileRun {
     }
 }
 
+/// The promise for bad input, on a folder `setUp` prepares: elbolab exits non-zero below 128 (not
+/// a signal: no crash, no trap) without hanging, writes one stderr line under 400 characters that
+/// mentions each of `mentions`, nothing on stdout, and adds or changes no file.
+func expectRejected(_ arguments: [String], setUp: (URL) throws -> Void, mentions: [String] = [],
+                    sourceLocation: SourceLocation = #_sourceLocation) throws {
+    try withTemporaryFolder { folder in
+        try setUp(folder)
+        let before = listing(of: folder)
+        let run = try runHostile(arguments, in: folder)
+        #expect(!run.timedOut, "still running after \(hangLimit) s", sourceLocation: sourceLocation)
+        #expect(run.status != 0 && run.status < 128, "exit status \(run.status) (≥ 128 is a signal: a crash or a trap)",
+                sourceLocation: sourceLocation)
+        #expect(run.stderrLines.count == 1, "stderr was:\n\(run.stderr)", sourceLocation: sourceLocation)
+        let line = String(run.stderrLines.first ?? "")
+        for m in mentions { #expect(line.contains(m), "stderr line does not mention \(m): \(line)", sourceLocation: sourceLocation) }
+        // One readable line, even when the offending text is a megabyte long.
+        #expect(line.count < 400, "stderr line is \(line.count) characters", sourceLocation: sourceLocation)
+        #expect(run.stdout.isEmpty, "stdout was:\n\(run.stdout)", sourceLocation: sourceLocation)
+        #expect(listing(of: folder) == before, "files changed: \(listing(of: folder)) vs \(before)", sourceLocation: sourceLocation)
+    }
+}
+
 /// Whether this process can read a file whose permissions are 000 (root, or CAP_DAC_OVERRIDE).
 let permissionsAreBypassed: Bool = {
     (try? withTemporaryFolder { folder -> Bool in
@@ -189,20 +211,7 @@ struct HostileInputTests {
 
     @Test("hostile input: non-zero exit, one stderr line naming the problem, no files", arguments: cases)
     func hostile(_ c: Case) throws {
-        try withTemporaryFolder { folder in
-            try c.setUp(folder)
-            let before = listing(of: folder)
-            let run = try runHostile(c.arguments, in: folder)
-            #expect(!run.timedOut, "still running after \(hangLimit) s")
-            #expect(run.status != 0 && run.status < 128, "exit status \(run.status) (≥ 128 is a signal: a crash or a trap)")
-            #expect(run.stderrLines.count == 1, "stderr was:\n\(run.stderr)")
-            let line = String(run.stderrLines.first ?? "")
-            for m in c.mentions { #expect(line.contains(m), "stderr line does not mention \(m): \(line)") }
-            // One readable line, even when the offending text is a megabyte long.
-            #expect(line.count < 400, "stderr line is \(line.count) characters")
-            #expect(run.stdout.isEmpty, "stdout was:\n\(run.stdout)")
-            #expect(listing(of: folder) == before, "files changed: \(listing(of: folder)) vs \(before)")
-        }
+        try expectRejected(c.arguments, setUp: c.setUp, mentions: c.mentions)
     }
 
     @Test("an unreadable data file (chmod 000)",
