@@ -53,7 +53,4 @@ struct FinishedJobs {
     func result(run: String, seed: UInt64) -> ExperimentRunner.JobResult? {
         results[Key(run: run, seed: seed)]
     }
-
-    /// How many pairs are kept.
-    var count: Int { results.count }
 }
