@@ -92,10 +92,10 @@ struct Run: ParsableCommand {
         abstract: "Run one experiment spec: every run × seed, then its CSVs, summary and plots.",
         discussion: """
         The spec format is described in experiments/README.md; the files written in
-        results/README.md. Jobs run in parallel, one per core, each single-threaded and seeded,
-        so a seed's figures do not depend on scheduling (only its seconds do). Ctrl-C stops
-        the jobs at their next step and writes what they have; `--resume` then reruns only
-        the pairs that did not finish.
+        results/README.md. Jobs run in parallel, one per core, each single-threaded and
+        seeded, so a seed's figures do not depend on scheduling (only its seconds do).
+        Ctrl-C stops the jobs at their next step and writes what they have; `--resume`
+        then reruns only the pairs that did not finish.
 
         Examples:
           elbolab run experiments/ppca.json
