@@ -13,14 +13,12 @@ import Darwin
 public enum CSV {
     /// Reads the numeric table in `path` as an `N × D` matrix.
     public static func read(path: String) throws -> Matrix {
-        try refuseNonFile(path, what: "CSV file")
-        var info = stat()
-        _ = stat(path, &info)
+        let regular = try refuseNonFile(path, what: "CSV file")
         guard let file = fopen(path, "rb") else {
             throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
         defer { fclose(file) }
-        return try read(file, path: path, countable: (info.st_mode & S_IFMT) == S_IFREG)
+        return try read(file, path: path, countable: regular)
     }
 
     /// Reads the numeric table in `bytes`, the contents of a CSV file, exactly as ``read(path:)``
@@ -253,8 +251,9 @@ extension Dataset {
 }
 
 /// Throws an ``InputError`` when `path` is missing, a directory or a device (reading
-/// `/dev/zero` as a text file would never end).
-func refuseNonFile(_ path: String, what: String) throws {
+/// `/dev/zero` as a text file would never end); otherwise says whether it is a regular file.
+@discardableResult
+func refuseNonFile(_ path: String, what: String) throws -> Bool {
     var info = stat()
     guard stat(path, &info) == 0 else {
         throw InputError("\(path): cannot open the \(what): \(String(cString: strerror(errno)))")
@@ -262,6 +261,6 @@ func refuseNonFile(_ path: String, what: String) throws {
     switch info.st_mode & S_IFMT {
     case S_IFDIR: throw InputError("\(path): is a directory, not a \(what)")
     case S_IFCHR, S_IFBLK: throw InputError("\(path): is a device, not a \(what)")
-    default: return
+    default: return (info.st_mode & S_IFMT) == S_IFREG
     }
 }
