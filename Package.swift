@@ -1,6 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The hot per-point kernels are compiled for AVX2 with FMA on x86-64; ELBOLab checks the processor
+// at run time and keeps its portable path on older ones.
+#if arch(x86_64)
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("ELBOLAB_AVX2")]
+#else
+let kernelSettings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "ELBOLab",
     products: [
@@ -16,7 +24,8 @@ let package = Package(
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
         .systemLibrary(name: "CGSL", path: "Sources/CGSL"),
-        .target(name: "ELBOLab", dependencies: ["CGSL"]),
+        .target(name: "ELBOLabKernels", swiftSettings: kernelSettings),
+        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels"]),
         .executableTarget(
             name: "elbolab",
             dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -25,7 +34,7 @@ let package = Package(
         .executableTarget(name: "elbolab-bench", dependencies: ["ELBOLab", "CGSL"], path: "Benchmarks/ELBOLabBench"),
         .testTarget(
             name: "ELBOLabTests",
-            dependencies: ["ELBOLab", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["ELBOLab", "ELBOLabKernels", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -137,16 +137,27 @@ struct QuasiNewtonTests {
 /// The fused reparameterised joint step against the generic path it replaces.
 @Suite("Fused reparameterised joint gradient")
 struct FusedReparameterizedTests {
+    /// N = 302 (not a multiple of the kernel's four lanes), D = 7 (one constant column);
+    /// J = 2 fills one vector of lanes exactly, J = 3 and 5 leave padding.
+    static let cases: [(samples: Int, latent: Int, onePass: Bool)] = [
+        (1, 2, true), (3, 2, true), (1, 3, true), (2, 5, true), (1, 3, false), (3, 2, false),
+    ]
+
     @Test("same draws, same estimate: encoder forward → meanField(.reparam) → backward, to rounding",
-          arguments: [1, 3])
-    func matchesGenericPath(samples: Int) throws {
-        let data = QuasiNewtonTests.data()
+          arguments: cases)
+    func matchesGenericPath(samples: Int, latent j: Int, onePass: Bool) throws {
         let rng = RandomSource(seed: 8)
-        let model = LinearGaussianModel.random(dimension: 6, latent: 2, noiseVariance: 0.5, using: rng)
-        var encoder = LinearEncoder(data: data, latent: 2)
+        let truth = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.3, using: rng)
+        var points = truth.sample(count: 302, using: rng)
+        for n in 0..<points.rows { points[n, 4] = 2.5 }
+        let data = Dataset(points: points)
+        var model = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.5, using: rng)
+        model.offset = (0..<7).map { _ in rng.gaussian() }
+        var encoder = LinearEncoder(data: data, latent: j)
         for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
-        let fused = LinearEncoderReparameterized()
-        for batch in [Batch(data), { var b = Batch(capacity: 40, dimension: 6, mean: data.mean); b.gather(from: data, rows: Array(7..<47)[...]); return b }()] {
+        // The one-pass kernel runs on the full batch only; without it (or on another processor) both take two products.
+        let fused = LinearEncoderReparameterized(data: data, onePass: onePass && Kernels.usable)
+        for batch in [Batch(data), { var b = Batch(capacity: 40, dimension: 7, mean: data.mean); b.gather(from: data, rows: Array(7..<47)[...]); return b }()] {
             // Twice, so that reused buffers are exercised too.
             for round in 0..<2 {
                 let seed = UInt64(30 + round)

@@ -64,7 +64,7 @@ final class EncoderEngine: InferenceEngine {
             moments = nil
         }
         fusedReparameterized = options.strategy == .joint && options.resolvedGradient == .reparam && options.kl == .analytic
-            && encoder is LinearEncoder ? LinearEncoderReparameterized() : nil
+            && encoder is LinearEncoder ? LinearEncoderReparameterized(data: data) : nil
         if options.resolvedOptimizer != .adam {
             guard options.resolvedGradient == .exact else {
                 throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")

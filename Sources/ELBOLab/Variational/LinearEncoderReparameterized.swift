@@ -1,9 +1,14 @@
 import CGSL
+import ELBOLabKernels
 
-/// The reparameterised joint gradient (§8, analytic KL) of a linear encoder in two passes over
-/// the batch: the same estimate as encoder forward → ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``
-/// → encoder backward, with the same draws in the same order, but with the four products that
-/// read Y fused into two and the buffers kept between steps.
+/// The reparameterised joint gradient (§8, analytic KL) of a linear encoder: the same estimate as
+/// encoder forward → ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``
+/// → encoder backward, with the same draws in the same order, computed in fewer passes over the batch.
+///
+/// On the full batch (D ≤ N, a processor that runs the kernels) everything linear in y_n comes
+/// from the data's scatter matrix Σ (y_n − ȳ)(y_n − ȳ)ᵀ, and one pass over the rows
+/// (``reparameterizedPass(rows:count:dimension:latent:samples:projection:offsets:precision:noise:weighted:sums:)``)
+/// does the rest: 4J·D multiply-adds a point instead of 12J·D. Otherwise two products read Y:
 ///
 /// ```
 /// P = (Y − ȳ) · [Kᵀ  W]          B × 3J: the encoder's outputs and the data part of ∂/∂z log p(y|z)
@@ -15,13 +20,115 @@ final class LinearEncoderReparameterized {
     private var p = Matrix(rows: 0, cols: 0), r = Matrix(rows: 0, cols: 0), q = Matrix(rows: 0, cols: 0)
     private var eps: [Double] = [], sd: [Double] = []
     private var weights = Matrix(rows: 0, cols: 0)
+    /// Σ (y_n − ȳ)(y_n − ȳ)ᵀ over all N rows when the one-pass kernel is used, else nil.
+    private let scatter: Matrix?
+    private let rowCount: Int
+    private var projection: [SIMD4<Double>] = [], offsets: [SIMD4<Double>] = [], weighted: [SIMD4<Double>] = []
+
+    /// Prepares the gradient for `data`; `onePass: false` keeps the two-product path everywhere.
+    init(data: Dataset, onePass: Bool = Kernels.usable) {
+        rowCount = data.count
+        scatter = onePass && data.prefersCovariance ? Double(data.count) * data.covariance : nil
+    }
 
     /// ∂/∂θ and ∂/∂φ of (1/B) Σ_n ELBO_n, estimated with `samples` draws per point from `rng`.
     func gradient(batch: Batch, model: LinearGaussianModel, encoder: LinearEncoder, samples: Int,
                   rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
+        if let scatter, batch.count == rowCount {
+            return onePass(batch: batch, scatter: scatter, model: model, encoder: encoder, samples: max(1, samples), rng: rng)
+        }
+        return twoProducts(batch: batch, model: model, encoder: encoder, samples: samples, rng: rng)
+    }
+
+    /// The full-batch gradient from the scatter matrix and one pass of the kernel.
+    ///
+    /// With μ_n = K_mᵀ y_n + c_m (y_n centred), the gradient of log p(y_n|z) at z = μ_n + e is
+    /// a_n + g₀ − Λ e with a_n = Mᵀ y_n, M = (W − K_m G)/s2, g₀ = −(Wᵀ(b − ȳ) + G c_m)/s2 and
+    /// Λ = G/s2; the kernel returns the sums that involve the draws e, the rest is algebra on D × J.
+    private func onePass(batch: Batch, scatter: Matrix, model: LinearGaussianModel, encoder: LinearEncoder,
+                         samples k: Int, rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
+        let n = batch.count, d = encoder.dimension, j = encoder.latent, chunks = (2 * j + 3) / 4
+        let params = encoder.parameters, invScale = encoder.invScale, bias = 2 * j * d
+        let w = model.loadings, gram = model.gram, inv = 1 / model.noiseVariance
+        var km = Matrix(rows: d, cols: j)
+        for i in 0..<d { for c in 0..<j { km[i, c] = params[c * d + i] * invScale[i] } }
+        let cm = Array(params[bias..<(bias + j)])
+        let m = inv * (w - km.multiplied(by: gram))
+        let delta = (0..<d).map { model.offset[$0] - batch.mean[$0] }
+        let shift = w.transposeTimes(delta), gcm = gram.times(cm)
+        let g0 = (0..<j).map { -(shift[$0] + gcm[$0]) * inv }
+
+        if projection.count != d * chunks {
+            projection = [SIMD4<Double>](repeating: SIMD4(), count: d * chunks)
+            weighted = projection
+            offsets = [SIMD4<Double>](repeating: SIMD4(), count: chunks)
+        }
+        for i in 0..<d {
+            for c in 0..<j {
+                projection[i * chunks + c / 4][c % 4] = params[(j + c) * d + i] * invScale[i]
+                projection[i * chunks + (j + c) / 4][(j + c) % 4] = m[i, c]
+            }
+        }
+        for c in 0..<j {
+            offsets[c / 4][c % 4] = params[bias + j + c]
+            offsets[(j + c) / 4][(j + c) % 4] = g0[c]
+        }
+        let precision = (inv * gram).storage
+        if eps.count != k * n * j { eps = [Double](repeating: 0, count: k * n * j) }
+        rng.fillGaussian(&eps)
+        var sums = [Double](repeating: 0, count: 2 * j + j * j)
+        batch.centered.storage.withUnsafeBufferPointer { rows in
+            reparameterizedPass(rows: rows.baseAddress!, count: n, dimension: d, latent: j, samples: k,
+                                projection: projection, offsets: offsets, precision: precision, noise: eps,
+                                weighted: &weighted, sums: &sums)
+        }
+        var drawn = Matrix(rows: d, cols: j), gammaWeighted = Matrix(rows: d, cols: j)   // Σ y ēᵀ, Σ y γᵀ
+        for i in 0..<d {
+            for c in 0..<j {
+                drawn[i, c] = weighted[i * chunks + c / 4][c % 4]
+                gammaWeighted[i, c] = weighted[i * chunks + (j + c) / 4][(j + c) % 4]
+            }
+        }
+        let drawnSum = Array(sums[0..<j]), gammaSum = Array(sums[j..<(2 * j)])
+        let drawnSquares = Matrix(rows: j, cols: j, storage: Array(sums[(2 * j)...]))
+
+        // θ: Σ y z̄ᵀ, Σ z̄ and Σ (1/K) Σ_k z zᵀ with z = μ + e.
+        let ySum = batch.columnSums, count = Double(n)
+        let kmTySum = km.transposeTimes(ySum)
+        let scatterKm = scatter.multiplied(by: km)
+        let yz = scatterKm + outer(ySum, cm) + drawn
+        let zSum = (0..<j).map { kmTySum[$0] + count * cm[$0] + drawnSum[$0] }
+        let muDrawn = km.multiplied(by: drawn, transposeSelf: true) + outer(cm, drawnSum)   // Σ μ ēᵀ
+        let zz = km.multiplied(by: scatterKm, transposeSelf: true) + outer(kmTySum, cm) + outer(cm, kmTySum)
+            + count * outer(cm, cm) + muDrawn + muDrawn.transposed + drawnSquares
+        let theta = ELBOGradient.modelAndResidual(batch: batch, model: model, dataTimesLocations: yz,
+                                                  locationSum: zSum, locationSquares: zz,
+                                                  covarianceSum: Matrix(rows: j, cols: j)).gradient
+
+        // φ: g_m = a + g₀ − Λ ē − μ (the analytic KL's −m), and γ from the kernel.
+        let mk = m - km, gc = (0..<j).map { g0[$0] - cm[$0] }
+        let lambdaDrawnSum = (inv * gram).times(drawnSum)
+        let yGm = scatter.multiplied(by: mk) + outer(ySum, gc) - inv * drawn.multiplied(by: gram)
+        let mkTySum = mk.transposeTimes(ySum)
+        let scale = 1 / count
+        var out = [Double](repeating: 0, count: params.count)
+        for c in 0..<j {
+            for i in 0..<d {
+                out[c * d + i] = scale * yGm[i, c] * invScale[i]
+                out[(j + c) * d + i] = scale * gammaWeighted[i, c] * invScale[i]
+            }
+            out[bias + c] = scale * (mkTySum[c] + count * gc[c] - lambdaDrawnSum[c])
+            out[bias + j + c] = scale * gammaSum[c]
+        }
+        return (theta, out)
+    }
+
+    /// The two-product path: any batch.
+    private func twoProducts(batch: Batch, model: LinearGaussianModel, encoder: LinearEncoder, samples: Int,
+                             rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
         let b = batch.count, d = encoder.dimension, j = encoder.latent, j2 = 2 * j, j3 = 3 * j
         let k = max(1, samples)
-        if p.rows != b || p.cols != j3 {
+        if p.rows != b || p.cols != j3 || eps.count != b * j {
             p = Matrix(rows: b, cols: j3)
             r = Matrix(rows: b, cols: j3)
             eps = [Double](repeating: 0, count: b * j)
@@ -95,4 +202,11 @@ final class LinearEncoderReparameterized {
         }
         return (theta, out)
     }
+}
+
+/// x yᵀ.
+private func outer(_ x: [Double], _ y: [Double]) -> Matrix {
+    var m = Matrix(rows: x.count, cols: y.count)
+    for a in x.indices { for b in y.indices { m[a, b] = x[a] * y[b] } }
+    return m
 }

@@ -1,0 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGSL
+import ELBOLabKernels
+
+/// Whether ELBOLab's vector kernels (the `ELBOLabKernels` module) run here.
+public enum Kernels {
+    /// True when the kernels suit this processor (on x86-64 they are compiled for AVX2 with FMA)
+    /// and `ELBOLAB_KERNELS=portable` is not set in the environment. The environment switch
+    /// keeps the portable paths, for side-by-side timing and for checking one against the other.
+    public static let usable: Bool = {
+        if let value = getenv("ELBOLAB_KERNELS"), String(cString: value) == "portable" { return false }
+        return !kernelsRequireAVX2 || elbolab_cpu_runs_haswell_code() != 0
+    }()
+}
