@@ -26,6 +26,7 @@ func elapsed(_ body: () throws -> Void) rethrows -> Double {
 struct Timings {
     var samples: [Double]
     var min: Double { samples.min() ?? .nan }
+    var max: Double { samples.max() ?? .nan }
     var median: Double {
         let s = samples.sorted()
         guard !s.isEmpty else { return .nan }

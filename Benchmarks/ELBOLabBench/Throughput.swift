@@ -127,8 +127,35 @@ enum ThroughputBench {
         return Timings(samples: samples)
     }
 
-    static func run(quick: Bool) throws -> ThroughputReport {
+    /// Steps per second of the full-batch joint step with one reparameterised sample on `data`,
+    /// with ELBOLab's vector kernels and with the portable path (`ELBOLAB_KERNELS=portable`).
+    static func stepRates(_ data: Dataset, latent j: Int, repeats: Int) throws -> (kernels: Timings, portable: Timings) {
+        var options = FitOptions(strategy: .joint, latent: j)
+        options.gradient = .reparam
+        options.samples = 1
+        // Interleaved, so that a slow spell of the machine hits both alike.
+        var kernels: [Double] = [], portable: [Double] = []
+        for _ in 0..<repeats {
+            kernels += try stepSeconds(data, options: options, warmup: 20, repeats: 200).samples
+            setenv("ELBOLAB_KERNELS", "portable", 1)
+            defer { unsetenv("ELBOLAB_KERNELS") }
+            portable += try stepSeconds(data, options: options, warmup: 20, repeats: 200).samples
+        }
+        return (Timings(samples: kernels), Timings(samples: portable))
+    }
+
+    static func run(quick: Bool, synthPath: String?) throws -> ThroughputReport {
         _ = blasConfiguration()   // ELBOLab's runtime set-up: OpenBLAS single-threaded, as in every fit
+        // The step rate on the peers' synth data (N = 5000, D = 20, J = 3), where NumPyro's jit-compiled
+        // step is the comparison (Benchmarks/peers.sh prints it side by side).
+        let synth = try synthPath.map { try Dataset.load(csv: $0) } ?? ConvergenceBench.simulate(count: 5000, dimension: 20, latent: 3)
+        note("throughput: step rate on \(synthPath == nil ? "simulated 5000×20" : "synth")")
+        let rates = try stepRates(synth, latent: 3, repeats: quick ? 2 : 5)
+        var rateTable = Table(["joint, reparam 1 sample, full batch", "median ms", "steps/s", "min ms", "max ms"], numeric: [1, 2, 3, 4])
+        for (label, t) in [("vector kernels (default here)", rates.kernels), ("portable path (ELBOLAB_KERNELS=portable)", rates.portable)] {
+            rateTable.add([label, fixed(t.median * 1e3, 3), fixed(1 / t.median, 0), fixed(t.min * 1e3, 3), fixed(t.max * 1e3, 3)])
+        }
+        let kernelGain = rates.portable.median / rates.kernels.median
         let n = quick ? 20_000 : 100_000, d = 100, j = 10
         let repeats = quick ? 3 : 10
         note("throughput: simulating N=\(n), D=\(d), J=\(j)")
@@ -224,7 +251,11 @@ enum ThroughputBench {
         let squareRatio = reference.map { $0.median / direct.median }
         let shapeRatio = referenceStepShape.map { $0.median / forwardOpen.median }
 
-        var md = "### Joint step against the dgemm roofline\n\n" + step.markdown + "\n\n"
+        var md = "### Joint step rate on \(synthPath == nil ? "simulated data shaped like synth" : "synth") (N = \(synth.count), D = \(synth.dimension), J = 3)\n\n"
+        md += rateTable.markdown + "\n\n"
+        md += "Single-threaded, \(quick ? 2 : 5)×200 timed steps each after 20 warm-up steps, the two paths interleaved. The kernels are "
+        md += "**\(fixed(kernelGain, 2))×** the portable path. Kernels usable on this processor: \(Kernels.usable).\n\n"
+        md += "### Joint step against the dgemm roofline\n\n" + step.markdown + "\n\n"
         md += "Flops counted analytically: 12NDJ + 4NJ² = \(fixed(flops / 1e9, 3)) GFLOP per step (products only; "
         md += "the element-wise work, about 20NJ flops plus NJ Gaussian draws and NJ exponentials, is not counted). "
         md += "The roofline is the same products timed alone through `cblas_dgemm` in this process (median of \(repeats)); "
@@ -241,6 +272,11 @@ enum ThroughputBench {
         md += "OpenBLAS: `\(blasConfiguration())`, \(openblas_get_num_threads()) thread(s).\n"
 
         let json: JSON = .object([
+            ("synth_step_rate", .object([
+                ("data", .string(synthPath ?? "simulated")), ("kernels_usable", .bool(Kernels.usable)),
+                ("kernels_median_seconds", jnum(rates.kernels.median)), ("kernels_steps_per_second", jnum(1 / rates.kernels.median)),
+                ("portable_median_seconds", jnum(rates.portable.median)), ("portable_steps_per_second", jnum(1 / rates.portable.median)),
+            ])),
             ("n", jint(n)), ("dim", jint(d)), ("latent", jint(j)),
             ("step_flops", jnum(flops)), ("flop_count", .string("12NDJ + 4NJ^2 (products only)")),
             ("joint_reparam_step_median_seconds", jnum(reparamStep.median)),

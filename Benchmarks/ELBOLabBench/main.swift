@@ -141,7 +141,8 @@ do {
     }
     if arguments.sections.contains("throughput") {
         let t0 = now()
-        let r = try ThroughputBench.run(quick: arguments.quick)
+        let synth = arguments.synth.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+        let r = try ThroughputBench.run(quick: arguments.quick, synthPath: synth)
         emit("2. Throughput: GFLOP/s and the BLAS behind it", r.markdown + "Section wall time \(fixed(now() - t0, 1)) s.\n")
         json.append(("throughput", r.json))
     }

@@ -28,7 +28,7 @@ final class EncoderEngine: InferenceEngine {
     private var evaluations = 0
     /// The exact objective in moment form (linear encoder, exact gradient, full batch), else nil.
     private let moments: LinearEncoderMoments?
-    /// The fused reparameterised joint step (linear encoder, one or more draws, analytic KL), else nil.
+    /// The fused reparameterised gradient (linear encoder, one or more draws, analytic KL), else nil.
     private let fusedReparameterized: LinearEncoderReparameterized?
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
@@ -63,7 +63,7 @@ final class EncoderEngine: InferenceEngine {
         } else {
             moments = nil
         }
-        fusedReparameterized = options.strategy == .joint && options.resolvedGradient == .reparam && options.kl == .analytic
+        fusedReparameterized = options.resolvedGradient == .reparam && options.kl == .analytic
             && encoder is LinearEncoder ? LinearEncoderReparameterized(data: data) : nil
         if options.resolvedOptimizer != .adam {
             guard options.resolvedGradient == .exact else {
@@ -244,6 +244,9 @@ final class EncoderEngine: InferenceEngine {
                 let grad: [Double]
                 if let moments {
                     grad = moments.evaluate(model: model, encoder: encoder.parameters).encoder
+                } else if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
+                    // θ's half of the joint estimate is left unused: θ is held during the encoder steps.
+                    grad = fused.gradient(batch: nextBatch(), model: model, encoder: linear, samples: options.samples, rng: rng).encoder
                 } else {
                     let b = nextBatch()
                     let (g, out) = estimate(b)

@@ -8,9 +8,12 @@ import ELBOLabKernels
 public enum Kernels {
     /// True when the kernels suit this processor (on x86-64 they are compiled for AVX2 with FMA)
     /// and `ELBOLAB_KERNELS=portable` is not set in the environment. The environment switch
-    /// keeps the portable paths, for side-by-side timing and for checking one against the other.
-    public static let usable: Bool = {
+    /// keeps the portable paths, for side-by-side timing and for checking one against the other;
+    /// it is read when an engine is made.
+    public static var usable: Bool {
         if let value = getenv("ELBOLAB_KERNELS"), String(cString: value) == "portable" { return false }
-        return !kernelsRequireAVX2 || elbolab_cpu_runs_haswell_code() != 0
-    }()
+        return processorRunsThem
+    }
+
+    private static let processorRunsThem = !kernelsRequireAVX2 || elbolab_cpu_runs_haswell_code() != 0
 }
