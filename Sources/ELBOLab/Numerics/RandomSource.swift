@@ -22,7 +22,9 @@ public final class RandomSource {
 
     private let rng: UnsafeMutablePointer<gsl_rng>
     /// ELBOLab's ziggurat when the generator gives full 32-bit words, else nil (GSL's ziggurat).
-    private let ziggurat: GaussianZiggurat?
+    /// Plain pointers into the shared tables, which live as long as the process: no reference
+    /// count traffic per draw.
+    private let ziggurat: GaussianZiggurat.Sampler?
     /// The seed this stream started from.
     public let seed: UInt64
     /// The generator type.
@@ -39,7 +41,7 @@ public final class RandomSource {
         self.seed = seed
         self.generator = generator
         gsl_rng_set(rng, UInt(truncatingIfNeeded: seed))
-        ziggurat = GSLWords.fit(r) ? GaussianZiggurat.shared : nil
+        ziggurat = GSLWords.fit(r) ? GaussianZiggurat.shared.sampler : nil
     }
 
     /// Creates a generator from a generator name such as `"mt19937"`; nil for an unknown name.
@@ -60,7 +62,7 @@ public final class RandomSource {
     public func gaussian() -> Double {
         guard let ziggurat else { return gsl_ran_gaussian_ziggurat(rng, 1.0) }
         var words = GSLWords(rng: rng)
-        return ziggurat.sampler.draw(&words)
+        return ziggurat.draw(&words)
     }
 
     /// A uniform draw on [0, 1).
@@ -81,11 +83,8 @@ public final class RandomSource {
             return
         }
         // Tables and generator in locals: no property reloads or bounds checks per draw.
-        let sampler = ziggurat.sampler
         var words = GSLWords(rng: rng)
-        withExtendedLifetime(ziggurat) {
-            for i in 0..<buffer.count { out[i] = sampler.draw(&words) }
-        }
+        for i in 0..<buffer.count { out[i] = ziggurat.draw(&words) }
     }
 
     /// Fills `array` with standard normal draws.
