@@ -137,11 +137,15 @@ struct GaussianSamplerTests {
         var source = words
         var xs = (0..<n).map { _ in s.tail(&source) }
         xs.sort()
-        let qr = gsl_cdf_ugaussian_Q(r)
-        let d = Self.ksDistance(sorted: xs) { 1 - gsl_cdf_ugaussian_Q($0) / qr }
+        let d = Self.ksDistance(sorted: xs, cdf: Self.tailCDF)
         #expect(xs[0] >= r)
         // The asymptotic Kolmogorov quantile at 1 − α = 0.999 is 1.949.
         #expect(Double(n).squareRoot() * d < 1.95, "√n·D = \(Double(n).squareRoot() * d)")
+    }
+
+    /// The normal CDF conditional on x ≥ r: 1 − Q(x) / Q(r).
+    static func tailCDF(_ x: Double) -> Double {
+        1 - gsl_cdf_ugaussian_Q(x) / gsl_cdf_ugaussian_Q(GaussianZiggurat.publishedR)
     }
 
     static let statisticalDraws = 1 << 21
@@ -156,14 +160,14 @@ struct GaussianSamplerTests {
         #expect(Double(n).squareRoot() * d < 1.95, "√n·D = \(Double(n).squareRoot() * d)")
     }
 
-    @Test("the tail and every wedge's x-range, per sign, are hit at the normal's rate", arguments: RandomSource.Generator.allCases)
+    @Test("the tail and every wedge's x-range, per sign, are hit at the normal's rate; stream tail draws are shaped right", arguments: RandomSource.Generator.allCases)
     func regionFrequencies(generator: RandomSource.Generator) {
         let n = Self.statisticalDraws, x = Self.zig.boundaries
         // Region k (k = 1 … 127) is [xₖ₊₁, xₖ); region 0 is the tail [r, ∞). Per sign: 256 regions.
         var counts = [Int](repeating: 0, count: 256)
         var buffer = [Double](repeating: 0, count: 4_096)
         let rng = RandomSource(seed: 7_919, generator: generator)
-        var tail = 0
+        var tail: [Double] = []
         for _ in 0..<(n / buffer.count) {
             rng.fillGaussian(&buffer)
             for value in buffer {
@@ -174,7 +178,7 @@ struct GaussianSamplerTests {
                     let mid = (lo + hi) / 2
                     if a >= x[mid] { hi = mid } else { lo = mid }
                 }
-                if lo == 0 { tail += 1 }
+                if lo == 0 { tail.append(a) }
                 counts[lo + (value < 0 ? 128 : 0)] += 1
             }
         }
@@ -186,7 +190,11 @@ struct GaussianSamplerTests {
             #expect(abs(Double(count) - Double(n) * p) <= sigmas * se, "\(what): \(count) vs \(Double(n) * p)")
         }
         let tailP = 2 * gsl_cdf_ugaussian_Q(x[1])
-        check(tail, tailP, "|x| > r")
+        check(tail.count, tailP, "|x| > r")
+        // The tail's shape too, from the stream (about 1,200 draws; same α = 0.001 quantile).
+        tail.sort()
+        let d = Self.ksDistance(sorted: tail, cdf: Self.tailCDF)
+        #expect(Double(tail.count).squareRoot() * d < 1.95, "tail √n·D = \(Double(tail.count).squareRoot() * d)")
         for k in 0..<128 {
             let p = k == 0 ? gsl_cdf_ugaussian_Q(x[1]) : gsl_cdf_ugaussian_Q(x[k + 1]) - gsl_cdf_ugaussian_Q(x[k])
             check(counts[k], p, "region \(k), x > 0")
