@@ -130,7 +130,7 @@ final class GaussianZiggurat: @unchecked Sendable {   // immutable after init
             }
         }
 
-        /// The rare branch (about 1.2% of words): the tail beyond r for layer 0, the wedge
+        /// The rare branch (2.8% of words): the tail beyond r for layer 0, the wedge
         /// test otherwise; nil means the word is rejected.
         @inline(never)
         func edge<W: WordSource>(layer: Int, magnitude: UInt32, _ words: inout W) -> Double? {
