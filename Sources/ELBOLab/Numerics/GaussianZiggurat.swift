@@ -59,7 +59,8 @@ final class GaussianZiggurat: @unchecked Sendable {   // immutable after init
     let boundaries: [Double]
     /// v / x₁₂₇ + f(x₁₂₇) − 1: zero when r and v close the ziggurat at the peak.
     let closureResidual: Double
-    /// Per layer: the accept-at-once bound on m, wᵢ / 2²⁴, and f at the layer's bottom and top.
+    /// Per layer wᵢ / 2²⁴, f at the layer's bottom, f at its top; then r; then per layer the
+    /// accept-at-once bound on m.
     private let storage: UnsafeMutableRawPointer
 
     /// Computes the tables for base edge `r` and layer area `v`.
@@ -75,9 +76,10 @@ final class GaussianZiggurat: @unchecked Sendable {   // immutable after init
         x[n] = 0
         boundaries = x
 
-        storage = .allocate(byteCount: n * (MemoryLayout<UInt32>.stride + 3 * MemoryLayout<Double>.stride),
+        storage = .allocate(byteCount: (3 * n + 1) * MemoryLayout<Double>.stride + n * MemoryLayout<UInt32>.stride,
                             alignment: MemoryLayout<Double>.alignment)
-        let s = Sampler(storage, r: r)
+        let s = Sampler(storage)
+        s.scale[3 * n] = r
         for i in 0..<n {
             s.scale[i] = x[i] * Self.magnitudeStep
             // m is accepted at once when (m + ½)·wᵢ/2²⁴ < xᵢ₊₁.
@@ -94,23 +96,21 @@ final class GaussianZiggurat: @unchecked Sendable {   // immutable after init
     static func density(_ x: Double) -> Double { exp(-0.5 * x * x) }
 
     /// The tables as plain pointers, for a loop to hold in locals.
-    var sampler: Sampler { Sampler(storage, r: r) }
+    var sampler: Sampler { Sampler(storage) }
 
     /// Unsafe views of the tables; valid while the `GaussianZiggurat` that made them lives.
+    /// Two pointers, so a copy lives in registers.
     struct Sampler {
         let bound: UnsafeMutablePointer<UInt32>
         let scale: UnsafeMutablePointer<Double>
-        let bottom: UnsafeMutablePointer<Double>
-        let top: UnsafeMutablePointer<Double>
-        let r: Double
+        var bottom: UnsafeMutablePointer<Double> { scale + GaussianZiggurat.layers }
+        var top: UnsafeMutablePointer<Double> { scale + 2 * GaussianZiggurat.layers }
+        var r: Double { scale[3 * GaussianZiggurat.layers] }
 
-        init(_ p: UnsafeMutableRawPointer, r: Double) {
-            self.r = r
+        init(_ p: UnsafeMutableRawPointer) {
             let n = GaussianZiggurat.layers
-            scale = p.bindMemory(to: Double.self, capacity: 3 * n)
-            bottom = scale + n
-            top = bottom + n
-            bound = (p + 3 * n * MemoryLayout<Double>.stride).bindMemory(to: UInt32.self, capacity: n)
+            scale = p.bindMemory(to: Double.self, capacity: 3 * n + 1)
+            bound = (p + (3 * n + 1) * MemoryLayout<Double>.stride).bindMemory(to: UInt32.self, capacity: n)
         }
 
         /// One standard normal draw.
@@ -142,6 +142,7 @@ final class GaussianZiggurat: @unchecked Sendable {   // immutable after init
 
         /// A draw from the normal tail beyond r: a = E₁/r, accepted when 2E₂ ≥ a² (Marsaglia 1964).
         func tail<W: WordSource>(_ words: inout W) -> Double {
+            let r = self.r
             while true {
                 let a = -log(Self.open(words.next())) / r
                 let b = -log(Self.open(words.next()))
