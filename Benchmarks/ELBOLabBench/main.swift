@@ -15,7 +15,8 @@ printed on standard output; progress goes to standard error).
   --quick           a short run (smaller sizes, 1-2 s caps; about 40 s)
   --synth CSV       the peers' synth data (default ../shared/peers/data/synth_d20_j3_n5000.csv,
                     skipped when missing)
-  --sections LIST   comma-separated subset of: convergence,throughput,threads,memory (default all)
+  --sections LIST   comma-separated subset of: convergence,throughput,threads,memory,normals
+                    (default all)
   -h, --help        this text
 
 Sections:
@@ -27,6 +28,8 @@ Sections:
                roofline on the step's own product shapes; square dgemm; OpenBLAS vs libgslcblas
   threads      ParallelSettings.threads = 1 vs 2: per-datapoint BFGS E-step, the scorer, the joint step
   memory       peak RSS of a child process that simulates N = 10^6, D = 100 and fits it
+  normals      ns per standard normal draw: RandomSource against gsl_ran_gaussian_ziggurat and
+               gsl_rng_get, mt19937 and taus2
 
 Example:
   elbolab-bench --quick --output /tmp/bench
@@ -36,7 +39,7 @@ struct Arguments {
     var output = "results/bench"
     var quick = false
     var synth: String? = "../shared/peers/data/synth_d20_j3_n5000.csv"
-    var sections: Set<String> = ["convergence", "throughput", "threads", "memory"]
+    var sections: Set<String> = ["convergence", "throughput", "threads", "memory", "normals"]
 }
 
 func fail(_ message: String) -> Never {
@@ -47,7 +50,7 @@ func fail(_ message: String) -> Never {
 func parseArguments() -> Arguments {
     var args = Arguments()
     var it = CommandLine.arguments.dropFirst().makeIterator()
-    let known: Set<String> = ["convergence", "throughput", "threads", "memory"]
+    let known: Set<String> = ["convergence", "throughput", "threads", "memory", "normals"]
     while let a = it.next() {
         switch a {
         case "-h", "--help":
@@ -155,6 +158,12 @@ do {
     if let r = memory {
         emit("4. Peak memory", r.markdown)
         json.append(("memory", r.json))
+    }
+    if arguments.sections.contains("normals") {
+        let t0 = now()
+        let r = NormalsBench.run(quick: arguments.quick)
+        emit("5. Standard normal draws", r.markdown + "Section wall time \(fixed(now() - t0, 1)) s.\n")
+        json.append(("normals", r.json))
     }
 } catch {
     fail("\(error)")

@@ -28,6 +28,10 @@ static inline const gsl_rng_type *elbolab_rng_ranlxd2(void) { return gsl_rng_ran
 static inline const gsl_rng_type *elbolab_rng_taus2(void) { return gsl_rng_taus2; }
 static inline const gsl_rng_type *elbolab_rng_ranlux389(void) { return gsl_rng_ranlux389; }
 static inline const gsl_rng_type *elbolab_rng_gfsr4(void) { return gsl_rng_gfsr4; }
+
+// One raw word of `r`, as gsl_rng_get returns it, without the library call.
+static inline unsigned long elbolab_rng_word(const gsl_rng *r) { return r->type->get(r->state); }
+
 static inline const gsl_multimin_fdfminimizer_type *elbolab_multimin_bfgs2(void) {
     return gsl_multimin_fdfminimizer_vector_bfgs2;
 }
