@@ -128,14 +128,14 @@ private struct Pass {
                 let mean = coefficients + c &* b, gamma = coefficients + (j &+ c) &* b
                 for t in 0..<tiles {
                     var g = a[t]
-                    for l in 0..<j { g -= precision[c &* j &+ l] * draw[l &* b &+ t] }
-                    gamma[t] += g * e[t]
+                    for l in 0..<j { g = g.addingProduct(-precision[c &* j &+ l], draw[l &* b &+ t]) }
+                    gamma[t] = gamma[t].addingProduct(g, e[t])
                     mean[t] += e[t]
                 }
                 for l in 0..<j {
                     let other = draw + l &* b
                     var acc = squares[c &* j &+ l]
-                    for t in 0..<tiles { acc += e[t] * other[t] }
+                    for t in 0..<tiles { acc = acc.addingProduct(e[t], other[t]) }
                     squares[c &* j &+ l] = acc
                 }
             }

@@ -12,32 +12,30 @@ public func exponential(_ x: SIMD4<Double>) -> SIMD4<Double> {
     clamped.replace(with: -746, where: x .< -746)
     clamped.replace(with: 710, where: x .> 710)
     let k = (clamped * log2e).rounded(.toNearestOrEven)
-    // k·ln2High is exact (ln2High has 32 trailing zero bits), so r needs no fused operation.
+    // k·ln2High is exact (its last 21 bits are zero and |k| < 2¹¹), so r needs no fused operation.
     let r = (clamped - k * ln2High) - k * ln2Low
     let half = (k * 0.5).rounded(.down)
-    var y = taylorExponential(r) * powerOfTwo(half) * powerOfTwo(k - half)
-    y.replace(with: x, where: x .!= x)
-    return y
+    // A NaN x stays NaN through every step (NaN times the garbage power of two is NaN).
+    return taylorExponential(r) * powerOfTwo(half) * powerOfTwo(k - half)
 }
 
-/// e^r for |r| ≤ 0.35: Σ_{n ≤ 13} rⁿ/n! by Horner's rule. Plain vector products and sums: the
-/// lane-wise `addingProduct` is not reliably turned into vector FMA here, and is scalar then.
+/// e^r for |r| ≤ 0.35: Σ_{n ≤ 13} rⁿ/n! by Horner's rule, a fused multiply-add a step.
 @inline(__always)
 func taylorExponential(_ r: SIMD4<Double>) -> SIMD4<Double> {
     var p = SIMD4<Double>(repeating: 1 / 6_227_020_800)
-    p = p * r + 1 / 479_001_600
-    p = p * r + 1 / 39_916_800
-    p = p * r + 1 / 3_628_800
-    p = p * r + 1 / 362_880
-    p = p * r + 1 / 40_320
-    p = p * r + 1 / 5_040
-    p = p * r + 1 / 720
-    p = p * r + 1 / 120
-    p = p * r + 1 / 24
-    p = p * r + 1 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    return p * r + 1
+    p = SIMD4(repeating: 1 / 479_001_600).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 39_916_800).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 3_628_800).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 362_880).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 40_320).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 5_040).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 720).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 120).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 24).addingProduct(p, r)
+    p = SIMD4(repeating: 1 / 6).addingProduct(p, r)
+    p = SIMD4(repeating: 0.5).addingProduct(p, r)
+    p = SIMD4(repeating: 1).addingProduct(p, r)
+    return SIMD4(repeating: 1).addingProduct(p, r)
 }
 
 /// 2^n for integer-valued n in −1022…1023, from its exponent bits. Adding 1.5·2⁵² puts n in the
