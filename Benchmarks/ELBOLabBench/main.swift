@@ -24,7 +24,8 @@ Sections:
                the final gap, for em, per-datapoint, amortized, joint with default settings and
                with the notes' Monte Carlo method, on the synth file and simulated N = 10^3…10^6
                (D = 20, J = 3), each fit capped in training seconds
-  throughput   GFLOP/s of one full-batch joint step (N = 10^5, D = 100, J = 10) against a dgemm
+  throughput   steps/s of the full-batch joint reparam step on synth (vector kernels vs portable);
+               GFLOP/s of one full-batch joint step (N = 10^5, D = 100, J = 10) against a dgemm
                roofline on the step's own product shapes; square dgemm; OpenBLAS vs libgslcblas
   threads      ParallelSettings.threads = 1 vs 2: per-datapoint BFGS E-step, the scorer, the joint step
   memory       peak RSS of a child process that simulates N = 10^6, D = 100 and fits it
