@@ -21,7 +21,12 @@ public let kernelsRequireAVX2: Bool = {
 /// sums = [Σ_n ē_n, Σ_n γ_n, (1/K) Σ_nk e_nk e_nkᵀ]
 /// ```
 /// which is everything in the gradient that is not linear in y_n (the caller adds the linear rest
-/// from the data's scatter matrix). Points go four at a time, one per vector lane, so the
+/// from the data's scatter matrix).
+///
+/// With `pathDerivative` (the "sticking the landing" estimator, `--kl stl`) the caller passes
+/// a_n = the linear part of ∇_z[log p(y_n, z) − log q(z)], the path gradient at draw k is
+/// g_nk + κ_n ⊙ e_nk with κ_n = 1/σ_n² − 1, γ_n = (1/K) Σ_k ½ (g_nk + κ_n ⊙ e_nk) ⊙ e_nk (no KL
+/// term), and `weighted` gets a third part Σ_n y_n ρ_nᵀ with ρ_n = κ_n ⊙ ē_n, `sums` a last Σ_n ρ_n. Points go four at a time, one per vector lane, so the
 /// exponentials and the J × J work are vector operations; the rows are read once. Tiles of four
 /// go in blocks of up to 32, so that the per-lane work runs as long loops over the block.
 ///
@@ -32,23 +37,25 @@ public let kernelsRequireAVX2: Bool = {
 ///   - offsets: o, L/4 vectors.
 ///   - precision: Λ, J × J row-major.
 ///   - noise: ε, K × N × J standard normal draws (draw-major, then point, then latent).
-///   - weighted: D·L/4 vectors, overwritten.
-///   - sums: 2J + J² values, overwritten.
+///   - weighted: D rows of ⌈2J/4⌉ vectors (⌈3J/4⌉ with `pathDerivative`; lanes ē, γ, ρ in
+///     turn), overwritten.
+///   - sums: 2J + J² values (+ J with `pathDerivative`), overwritten.
 public func reparameterizedPass(
     rows: UnsafePointer<Double>, count n: Int, dimension d: Int, latent j: Int, samples k: Int,
     projection: UnsafePointer<SIMD4<Double>>, offsets: UnsafePointer<SIMD4<Double>>,
     precision: UnsafePointer<Double>, noise: UnsafePointer<Double>,
-    weighted: UnsafeMutablePointer<SIMD4<Double>>, sums: UnsafeMutablePointer<Double>
+    weighted: UnsafeMutablePointer<SIMD4<Double>>, sums: UnsafeMutablePointer<Double>, pathDerivative: Bool = false
 ) {
     precondition(n >= 1 && d >= 1 && j >= 1 && k >= 1)
-    let chunks = (2 * j + 3) / 4
-    weighted.update(repeating: SIMD4(), count: d * chunks)
+    let chunks = (2 * j + 3) / 4, outputChunks = ((pathDerivative ? 3 : 2) * j + 3) / 4
+    weighted.update(repeating: SIMD4(), count: d * outputChunks)
     let block = Pass.tilesPerBlock
-    let vectors = (2 * 4 * chunks + 2 * j) * block + 2 * j + j * j
+    let vectors = (4 * chunks + 4 * outputChunks + 3 * j) * block + 3 * j + j * j
     withUnsafeTemporaryAllocation(of: SIMD4<Double>.self, capacity: vectors) { buffer in
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 4 * d + 4 * k * j) { tail in
         buffer.initialize(repeating: SIMD4())
-        let pass = Pass(dimension: d, latent: j, samples: k, chunks: chunks, projection: projection, offsets: offsets,
+        let pass = Pass(dimension: d, latent: j, samples: k, chunks: chunks, outputChunks: outputChunks,
+                        pathDerivative: pathDerivative, projection: projection, offsets: offsets,
                         precision: precision, weighted: weighted, scratch: buffer.baseAddress!)
         let tiles = n / 4
         for first in stride(from: 0, to: tiles, by: block) {
@@ -71,32 +78,34 @@ public func reparameterizedPass(
     }}
 }
 
-/// The operands and scratch of ``reparameterizedPass(rows:count:dimension:latent:samples:projection:offsets:precision:noise:weighted:sums:)``.
+/// The operands and scratch of ``reparameterizedPass(rows:count:dimension:latent:samples:projection:offsets:precision:noise:weighted:sums:pathDerivative:)``.
 ///
 /// Scratch vectors hold one lane of a tile's four points; per lane there is one vector per tile
 /// of the block, at `lane · tilesPerBlock + tile`.
 private struct Pass {
     static let tilesPerBlock = 32
-    let d: Int, j: Int, k: Int, chunks: Int
+    let d: Int, j: Int, k: Int, chunks: Int, outputChunks: Int, pathDerivative: Bool
     let projection: UnsafePointer<SIMD4<Double>>, offsets: UnsafePointer<SIMD4<Double>>
     let precision: UnsafePointer<Double>, weighted: UnsafeMutablePointer<SIMD4<Double>>
-    /// Per block: Pᵀy + o (4·chunks lanes), the coefficients (4·chunks lanes), σ and one draw (J
-    /// lanes each). Over all blocks: Σ ē, Σ γ (J), Σ e eᵀ (J²).
-    let byLane, coefficients, sigma, draw, meanSum, gammaSum, squares: UnsafeMutablePointer<SIMD4<Double>>
+    /// Per block: Pᵀy + o (4·chunks lanes), the coefficients (4·outputChunks lanes), σ, one draw
+    /// and κ (J lanes each). Over all blocks: Σ ē, Σ γ, Σ ρ (J each), Σ e eᵀ (J²).
+    let byLane, coefficients, sigma, draw, kappa, meanSum, gammaSum, rhoSum, squares: UnsafeMutablePointer<SIMD4<Double>>
 
-    init(dimension: Int, latent: Int, samples: Int, chunks: Int, projection: UnsafePointer<SIMD4<Double>>,
-         offsets: UnsafePointer<SIMD4<Double>>, precision: UnsafePointer<Double>,
+    init(dimension: Int, latent: Int, samples: Int, chunks: Int, outputChunks: Int, pathDerivative: Bool,
+         projection: UnsafePointer<SIMD4<Double>>, offsets: UnsafePointer<SIMD4<Double>>, precision: UnsafePointer<Double>,
          weighted: UnsafeMutablePointer<SIMD4<Double>>, scratch: UnsafeMutablePointer<SIMD4<Double>>) {
-        (d, j, k, self.chunks) = (dimension, latent, samples, chunks)
+        (d, j, k, self.chunks, self.outputChunks, self.pathDerivative) = (dimension, latent, samples, chunks, outputChunks, pathDerivative)
         (self.projection, self.offsets, self.precision, self.weighted) = (projection, offsets, precision, weighted)
         let block = Self.tilesPerBlock
         byLane = scratch
         coefficients = byLane + 4 * chunks * block
-        sigma = coefficients + 4 * chunks * block
+        sigma = coefficients + 4 * outputChunks * block
         draw = sigma + j * block
-        meanSum = draw + j * block
+        kappa = draw + j * block
+        meanSum = kappa + j * block
         gammaSum = meanSum + j
-        squares = gammaSum + j
+        rhoSum = gammaSum + j
+        squares = rhoSum + j
     }
 
     /// `tiles` tiles of four consecutive rows from `rows` (stride D); draw s of point p at
@@ -112,6 +121,10 @@ private struct Pass {
                 mean[t] = SIMD4()
                 gamma[t] = SIMD4()
             }
+            if pathDerivative {
+                let kc = kappa + c &* b
+                for t in 0..<tiles { kc[t] = 1 / (s[t] * s[t]) - 1 }
+            }
         }
         for sample in 0..<k {
             let eps = noise + sample &* drawStride
@@ -123,12 +136,14 @@ private struct Pass {
                 }
             }
             for c in 0..<j {
-                // γ += (a − Λ e) ⊙ e, ē += e, e eᵀ accumulated, for lane c of every tile.
-                let e = draw + c &* b, a = byLane + (j &+ c) &* b
+                // γ += (a − Λ e) ⊙ e (path derivative: (a − Λ e + κ e) ⊙ e), ē += e, e eᵀ accumulated,
+                // for lane c of every tile.
+                let e = draw + c &* b, a = byLane + (j &+ c) &* b, kc = kappa + c &* b
                 let mean = coefficients + c &* b, gamma = coefficients + (j &+ c) &* b
                 for t in 0..<tiles {
                     var g = a[t]
                     for l in 0..<j { g = g.addingProduct(-precision[c &* j &+ l], draw[l &* b &+ t]) }
+                    if pathDerivative { g = g.addingProduct(kc[t], e[t]) }
                     gamma[t] = gamma[t].addingProduct(g, e[t])
                     mean[t] += e[t]
                 }
@@ -144,15 +159,31 @@ private struct Pass {
         for c in 0..<j {
             let s = sigma + c &* b, mean = coefficients + c &* b, gamma = coefficients + (j &+ c) &* b
             var meanTotal = meanSum[c], gammaTotal = gammaSum[c]
-            for t in 0..<tiles {
-                let ebar = invK * mean[t]
-                // Only the last tile of a call can hold padding: `live` is all ones elsewhere.
-                let mask = t == tiles &- 1 ? live : SIMD4(repeating: 1)
-                let g = (0.5 * invK) * gamma[t] - mask * (0.5 * (s[t] * s[t] - 1))
-                mean[t] = ebar
-                gamma[t] = g
-                meanTotal += ebar
-                gammaTotal += g
+            if pathDerivative {
+                // No KL term (the padding's draws are 0, so it adds nothing); ρ = κ ⊙ ē.
+                let kc = kappa + c &* b, rho = coefficients + (2 &* j &+ c) &* b
+                var rhoTotal = rhoSum[c]
+                for t in 0..<tiles {
+                    let ebar = invK * mean[t], g = (0.5 * invK) * gamma[t], r = kc[t] * ebar
+                    mean[t] = ebar
+                    gamma[t] = g
+                    rho[t] = r
+                    meanTotal += ebar
+                    gammaTotal += g
+                    rhoTotal += r
+                }
+                rhoSum[c] = rhoTotal
+            } else {
+                for t in 0..<tiles {
+                    let ebar = invK * mean[t]
+                    // Only the last tile of a call can hold padding: `live` is all ones elsewhere.
+                    let mask = t == tiles &- 1 ? live : SIMD4(repeating: 1)
+                    let g = (0.5 * invK) * gamma[t] - mask * (0.5 * (s[t] * s[t] - 1))
+                    mean[t] = ebar
+                    gamma[t] = g
+                    meanTotal += ebar
+                    gammaTotal += g
+                }
             }
             meanSum[c] = meanTotal
             gammaSum[c] = gammaTotal
@@ -212,7 +243,7 @@ private struct Pass {
     func accumulate(_ y: UnsafePointer<Double>, tile: Int) {
         let y1 = y + d, y2 = y1 + d, y3 = y2 + d
         var ch = 0
-        while ch &+ 1 < chunks {
+        while ch &+ 1 < outputChunks {
             let (p0, p1, p2, p3) = pointMajor(ch, tile)
             let (q0, q1, q2, q3) = pointMajor(ch &+ 1, tile)
             var w = weighted + ch
@@ -220,16 +251,16 @@ private struct Pass {
                 let a = y[i], b = y1[i], c = y2[i], e = y3[i]
                 w[0] = w[0].addingProduct(a, p0).addingProduct(b, p1).addingProduct(c, p2).addingProduct(e, p3)
                 w[1] = w[1].addingProduct(a, q0).addingProduct(b, q1).addingProduct(c, q2).addingProduct(e, q3)
-                w += chunks
+                w += outputChunks
             }
             ch &+= 2
         }
-        if ch < chunks {
+        if ch < outputChunks {
             let (p0, p1, p2, p3) = pointMajor(ch, tile)
             var w = weighted + ch
             for i in 0..<d {
                 w[0] = w[0].addingProduct(y[i], p0).addingProduct(y1[i], p1).addingProduct(y2[i], p2).addingProduct(y3[i], p3)
-                w += chunks
+                w += outputChunks
             }
         }
     }
@@ -243,7 +274,7 @@ private struct Pass {
                 SIMD4(q0[2], q1[2], q2[2], q3[2]), SIMD4(q0[3], q1[3], q2[3], q3[3]))
     }
 
-    /// The sums over all blocks: Σ ē, Σ γ, (1/K) Σ e eᵀ.
+    /// The sums over all blocks: Σ ē, Σ γ, (1/K) Σ e eᵀ, and Σ ρ with the path derivative.
     func finish(into sums: UnsafeMutablePointer<Double>) {
         for c in 0..<j {
             sums[c] = meanSum[c].sum()
@@ -251,5 +282,6 @@ private struct Pass {
         }
         let invK = 1 / Double(k)
         for c in 0..<(j * j) { sums[2 * j + c] = invK * squares[c].sum() }
+        if pathDerivative { for c in 0..<j { sums[2 * j + j * j + c] = rhoSum[c].sum() } }
     }
 }

@@ -28,7 +28,8 @@ final class EncoderEngine: InferenceEngine {
     private var evaluations = 0
     /// The exact objective in moment form (linear encoder, exact gradient, full batch), else nil.
     private let moments: LinearEncoderMoments?
-    /// The fused reparameterised gradient (linear encoder, one or more draws, analytic KL), else nil.
+    /// The fused reparameterised gradient (linear encoder, one or more draws, analytic KL or on the
+    /// full batch the path derivative), else nil.
     private let fusedReparameterized: LinearEncoderReparameterized?
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
@@ -63,8 +64,9 @@ final class EncoderEngine: InferenceEngine {
         } else {
             moments = nil
         }
-        fusedReparameterized = options.resolvedGradient == .reparam && options.kl == .analytic
-            && encoder is LinearEncoder ? LinearEncoderReparameterized(data: data) : nil
+        fusedReparameterized = options.resolvedGradient == .reparam && encoder is LinearEncoder
+            ? LinearEncoderReparameterized(data: data, kl: options.kl).flatMap { [batchSize] in $0.accepts(batchSize: batchSize) ? $0 : nil }
+            : nil
         if options.resolvedOptimizer != .adam {
             guard options.resolvedGradient == .exact else {
                 throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")

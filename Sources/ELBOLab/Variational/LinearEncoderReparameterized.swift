@@ -23,17 +23,29 @@ final class LinearEncoderReparameterized {
     /// Σ (y_n − ȳ)(y_n − ȳ)ᵀ over all N rows when the one-pass kernel is used, else nil.
     private let scatter: Matrix?
     private let rowCount: Int
+    /// The path-derivative estimator (`--kl stl`) instead of the analytic KL.
+    private let pathDerivative: Bool
     private var projection: [SIMD4<Double>] = [], offsets: [SIMD4<Double>] = [], weighted: [SIMD4<Double>] = []
 
-    /// Prepares the gradient for `data`; `onePass: false` keeps the two-product path everywhere.
-    init(data: Dataset, onePass: Bool = Kernels.usable) {
+    /// Prepares the gradient for `data` with the KL term `kl`; `onePass: false` keeps the
+    /// two-product path everywhere. nil when no path here computes that estimate: `.stl` needs
+    /// the one-pass kernel (full batch only), `.mc` has none.
+    init?(data: Dataset, kl: KLEstimator = .analytic, onePass: Bool = Kernels.usable) {
+        let kernel = onePass && data.prefersCovariance
+        guard kl == .analytic || (kl == .stl && kernel) else { return nil }
         rowCount = data.count
-        scatter = onePass && data.prefersCovariance ? Double(data.count) * data.covariance : nil
+        pathDerivative = kl == .stl
+        scatter = kernel ? Double(data.count) * data.covariance : nil
     }
+
+    /// Whether ``gradient(batch:model:encoder:samples:rng:)`` takes batches of `size` rows
+    /// (the path derivative is computed on the full batch only).
+    func accepts(batchSize size: Int) -> Bool { !pathDerivative || size == rowCount }
 
     /// ∂/∂θ and ∂/∂φ of (1/B) Σ_n ELBO_n, estimated with `samples` draws per point from `rng`.
     func gradient(batch: Batch, model: LinearGaussianModel, encoder: LinearEncoder, samples: Int,
                   rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
+        precondition(accepts(batchSize: batch.count), "the path-derivative gradient runs on the full batch")
         if let scatter, batch.count == rowCount {
             return onePass(batch: batch, scatter: scatter, model: model, encoder: encoder, samples: max(1, samples), rng: rng)
         }
@@ -45,9 +57,12 @@ final class LinearEncoderReparameterized {
     /// With μ_n = K_mᵀ y_n + c_m (y_n centred), the gradient of log p(y_n|z) at z = μ_n + e is
     /// a_n + g₀ − Λ e with a_n = Mᵀ y_n, M = (W − K_m G)/s2, g₀ = −(Wᵀ(b − ȳ) + G c_m)/s2 and
     /// Λ = G/s2; the kernel returns the sums that involve the draws e, the rest is algebra on D × J.
+    /// The path derivative adds ∇_z[−log p(z) + log q(z)] = −μ − e + e/σ²: its part linear in y
+    /// (−μ) goes into the kernel's a, the rest is the kernel's κ e.
     private func onePass(batch: Batch, scatter: Matrix, model: LinearGaussianModel, encoder: LinearEncoder,
                          samples k: Int, rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
         let n = batch.count, d = encoder.dimension, j = encoder.latent, chunks = (2 * j + 3) / 4
+        let outputChunks = ((pathDerivative ? 3 : 2) * j + 3) / 4
         let params = encoder.parameters, invScale = encoder.invScale, bias = 2 * j * d
         let w = model.loadings, gram = model.gram, inv = 1 / model.noiseVariance
         var km = Matrix(rows: d, cols: j)
@@ -57,40 +72,45 @@ final class LinearEncoderReparameterized {
         let delta = (0..<d).map { model.offset[$0] - batch.mean[$0] }
         let shift = w.transposeTimes(delta), gcm = gram.times(cm)
         let g0 = (0..<j).map { -(shift[$0] + gcm[$0]) * inv }
+        let mk = m - km, gc = (0..<j).map { g0[$0] - cm[$0] }
+        let linear = pathDerivative ? mk : m, linearOffset = pathDerivative ? gc : g0
 
-        if projection.count != d * chunks {
+        if projection.count != d * chunks || weighted.count != d * outputChunks {
             projection = [SIMD4<Double>](repeating: SIMD4(), count: d * chunks)
-            weighted = projection
+            weighted = [SIMD4<Double>](repeating: SIMD4(), count: d * outputChunks)
             offsets = [SIMD4<Double>](repeating: SIMD4(), count: chunks)
         }
         for i in 0..<d {
             for c in 0..<j {
                 projection[i * chunks + c / 4][c % 4] = params[(j + c) * d + i] * invScale[i]
-                projection[i * chunks + (j + c) / 4][(j + c) % 4] = m[i, c]
+                projection[i * chunks + (j + c) / 4][(j + c) % 4] = linear[i, c]
             }
         }
         for c in 0..<j {
             offsets[c / 4][c % 4] = params[bias + j + c]
-            offsets[(j + c) / 4][(j + c) % 4] = g0[c]
+            offsets[(j + c) / 4][(j + c) % 4] = linearOffset[c]
         }
         let precision = (inv * gram).storage
         if eps.count != k * n * j { eps = [Double](repeating: 0, count: k * n * j) }
         rng.fillGaussian(&eps)
-        var sums = [Double](repeating: 0, count: 2 * j + j * j)
+        var sums = [Double](repeating: 0, count: (pathDerivative ? 3 : 2) * j + j * j)
         batch.centered.storage.withUnsafeBufferPointer { rows in
             reparameterizedPass(rows: rows.baseAddress!, count: n, dimension: d, latent: j, samples: k,
                                 projection: projection, offsets: offsets, precision: precision, noise: eps,
-                                weighted: &weighted, sums: &sums)
+                                weighted: &weighted, sums: &sums, pathDerivative: pathDerivative)
         }
-        var drawn = Matrix(rows: d, cols: j), gammaWeighted = Matrix(rows: d, cols: j)   // Σ y ēᵀ, Σ y γᵀ
+        // Σ y ēᵀ, Σ y γᵀ, and Σ y ρᵀ for the path derivative (zero otherwise).
+        var drawn = Matrix(rows: d, cols: j), gammaWeighted = Matrix(rows: d, cols: j), rhoWeighted = Matrix(rows: d, cols: j)
         for i in 0..<d {
             for c in 0..<j {
-                drawn[i, c] = weighted[i * chunks + c / 4][c % 4]
-                gammaWeighted[i, c] = weighted[i * chunks + (j + c) / 4][(j + c) % 4]
+                drawn[i, c] = weighted[i * outputChunks + c / 4][c % 4]
+                gammaWeighted[i, c] = weighted[i * outputChunks + (j + c) / 4][(j + c) % 4]
+                if pathDerivative { rhoWeighted[i, c] = weighted[i * outputChunks + (2 * j + c) / 4][(2 * j + c) % 4] }
             }
         }
+        let rhoSum = pathDerivative ? Array(sums[(2 * j + j * j)...]) : [Double](repeating: 0, count: j)
         let drawnSum = Array(sums[0..<j]), gammaSum = Array(sums[j..<(2 * j)])
-        let drawnSquares = Matrix(rows: j, cols: j, storage: Array(sums[(2 * j)...]))
+        let drawnSquares = Matrix(rows: j, cols: j, storage: Array(sums[(2 * j)..<(2 * j + j * j)]))
 
         // θ: Σ y z̄ᵀ, Σ z̄ and Σ (1/K) Σ_k z zᵀ with z = μ + e.
         let ySum = batch.columnSums, count = Double(n)
@@ -105,10 +125,10 @@ final class LinearEncoderReparameterized {
                                                   locationSum: zSum, locationSquares: zz,
                                                   covarianceSum: Matrix(rows: j, cols: j)).gradient
 
-        // φ: g_m = a + g₀ − Λ ē − μ (the analytic KL's −m), and γ from the kernel.
-        let mk = m - km, gc = (0..<j).map { g0[$0] - cm[$0] }
+        // φ: g_m = a + g₀ − Λ ē − μ (the analytic KL's −m; the path derivative's −μ, plus its ρ = κ ē),
+        // and γ from the kernel.
         let lambdaDrawnSum = (inv * gram).times(drawnSum)
-        let yGm = scatter.multiplied(by: mk) + outer(ySum, gc) - inv * drawn.multiplied(by: gram)
+        let yGm = scatter.multiplied(by: mk) + outer(ySum, gc) - inv * drawn.multiplied(by: gram) + rhoWeighted
         let mkTySum = mk.transposeTimes(ySum)
         let scale = 1 / count
         var out = [Double](repeating: 0, count: params.count)
@@ -117,7 +137,7 @@ final class LinearEncoderReparameterized {
                 out[c * d + i] = scale * yGm[i, c] * invScale[i]
                 out[(j + c) * d + i] = scale * gammaWeighted[i, c] * invScale[i]
             }
-            out[bias + c] = scale * (mkTySum[c] + count * gc[c] - lambdaDrawnSum[c])
+            out[bias + c] = scale * (mkTySum[c] + count * gc[c] - lambdaDrawnSum[c] + rhoSum[c])
             out[bias + j + c] = scale * gammaSum[c]
         }
         return (theta, out)
