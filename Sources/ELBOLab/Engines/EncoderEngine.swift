@@ -9,6 +9,8 @@ final class EncoderEngine: InferenceEngine {
     let data: Dataset
     let options: FitOptions
     let rng: RandomSource
+    /// The Monte Carlo draws' own stream (see ``monteCarloStream(from:)``).
+    let draws: RandomSource
     private(set) var model: LinearGaussianModel
     private var encoder: AmortizedEncoder
     private let parameterization: ModelParameterization
@@ -43,6 +45,7 @@ final class EncoderEngine: InferenceEngine {
         self.data = data
         self.options = options
         self.rng = rng
+        draws = monteCarloStream(from: rng)
         model = initial
         switch options.encoder {
         case .linear: encoder = LinearEncoder(data: data, latent: options.latent)
@@ -180,7 +183,7 @@ final class EncoderEngine: InferenceEngine {
     private func estimate(_ b: Batch) -> (MeanFieldGradientEstimate, EncoderOutput) {
         let out = encoder.forward(b)
         let g = ELBOGradient.meanField(batch: b, model: model, means: out.means, logVariances: out.logVariances,
-                                       estimator: options.resolvedGradient, kl: options.kl, samples: options.samples, rng: rng)
+                                       estimator: options.resolvedGradient, kl: options.kl, samples: options.samples, rng: draws)
         return (g, out)
     }
 
@@ -226,7 +229,7 @@ final class EncoderEngine: InferenceEngine {
             let b = nextBatch()
             let gTheta: ModelGradient, gPhi: [Double]
             if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
-                (gTheta, gPhi) = fused.gradient(batch: b, model: model, encoder: linear, samples: options.samples, rng: rng)
+                (gTheta, gPhi) = fused.gradient(batch: b, model: model, encoder: linear, samples: options.samples, rng: draws)
             } else {
                 let (g, out) = estimate(b)
                 gTheta = g.model
@@ -248,7 +251,7 @@ final class EncoderEngine: InferenceEngine {
                     grad = moments.evaluate(model: model, encoder: encoder.parameters).encoder
                 } else if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
                     // θ's half of the joint estimate is left unused: θ is held during the encoder steps.
-                    grad = fused.gradient(batch: nextBatch(), model: model, encoder: linear, samples: options.samples, rng: rng).encoder
+                    grad = fused.gradient(batch: nextBatch(), model: model, encoder: linear, samples: options.samples, rng: draws).encoder
                 } else {
                     let b = nextBatch()
                     let (g, out) = estimate(b)

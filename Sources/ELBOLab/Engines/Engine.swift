@@ -165,3 +165,12 @@ final class ExactEMEngine: InferenceEngine {
                                    offset: Array(x[w..<(w + d)]), noiseVariance: exp(x[w + d]))
     }
 }
+
+/// The stream a Monte Carlo engine draws its noise from: GSL's taus2 (L'Ecuyer's maximally
+/// equidistributed combined Tausworthe generator, period 2⁸⁸), seeded from the run's MT19937
+/// stream when the engine is made. The draws are most of the work of a Monte Carlo step, and a
+/// taus2 word costs about half an MT19937 one here (`make bench`, section 5), so they come from
+/// it; the run's seed still fixes every draw.
+func monteCarloStream(from rng: RandomSource) -> RandomSource {
+    RandomSource(seed: rng.childSeed(), generator: .taus2)
+}

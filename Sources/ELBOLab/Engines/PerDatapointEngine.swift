@@ -7,6 +7,8 @@ final class PerDatapointEngine: InferenceEngine {
     let data: Dataset
     let options: FitOptions
     let rng: RandomSource
+    /// The Monte Carlo draws' own stream (see ``monteCarloStream(from:)``).
+    let draws: RandomSource
     private(set) var model: LinearGaussianModel
     private var q: GaussianPosteriors
     private let parameterization: ModelParameterization
@@ -22,6 +24,7 @@ final class PerDatapointEngine: InferenceEngine {
         self.data = data
         self.options = options
         self.rng = rng
+        draws = monteCarloStream(from: rng)
         model = initial
         let n = data.count, j = options.latent
         // q starts at the prior N(0, I) for every point, as the peers' AutoNormal guides do.
@@ -100,7 +103,7 @@ final class PerDatapointEngine: InferenceEngine {
         var x = [Double](repeating: 0, count: 2 * n * j)
         for _ in 0..<options.resolvedESteps {
             let g = ELBOGradient.meanField(batch: batch, model: model, means: q.means, logVariances: logV,
-                                           estimator: .reparam, kl: options.kl, samples: options.samples, rng: rng)
+                                           estimator: .reparam, kl: options.kl, samples: options.samples, rng: draws)
             var grad = g.means.storage
             grad.append(contentsOf: g.logVariances.storage)
             for i in 0..<(n * j) { x[i] = q.means.storage[i]; x[n * j + i] = logV.storage[i] }
