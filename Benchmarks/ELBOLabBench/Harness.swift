@@ -27,6 +27,7 @@ struct Timings {
     var samples: [Double]
     var min: Double { samples.min() ?? .nan }
     var max: Double { samples.max() ?? .nan }
+    var mean: Double { samples.isEmpty ? .nan : samples.reduce(0, +) / Double(samples.count) }
     var median: Double {
         let s = samples.sorted()
         guard !s.isEmpty else { return .nan }
