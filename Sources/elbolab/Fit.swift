@@ -60,7 +60,7 @@ struct Fit: ParsableCommand {
     @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
     @Flag(help: "em: SQUAREM acceleration (Varadhan & Roland 2008): extrapolate from two EM steps, keep the step only when the log-likelihood rises; for slow EM (ill-conditioned or wide data).")
     var squarem = false
-    @Option(name: .customLong("learning-rate"), help: "Adam step size.") var learningRate: Double?
+    @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.05; 0.1 for amortized and joint with Monte Carlo gradients).") var learningRate: Double?
     @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
     @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?

@@ -314,10 +314,13 @@ private enum QuasiNewton {
 /// Coordinates u for a linear encoder's weights in which its inputs are white: a fixed linear
 /// change of variables for the quasi-Newton solvers, not a change of encoder or of any ELBO.
 ///
-/// Row r of the weights acts on the standardised input x = diag(1/σ)(y − ȳ). With the data's
-/// covariance S = U Λ Uᵀ, the weights p_r = u_r T, T = Λ^{-1/2} Uᵀ diag(σ), act on u's inputs
-/// Λ^{-1/2} Uᵀ (y − ȳ), whose covariance is I. In those coordinates the curvature of the ELBO
-/// in the weights no longer carries S's eigenvalue spread (a factor of ~60 on `synth`).
+/// The data are whitened in standard units: with s the columns' standard deviations and the
+/// correlation matrix R = diag(1/s) S diag(1/s) = V Λ Vᵀ, u's inputs Λ^{-1/2} Vᵀ diag(1/s)(y − ȳ)
+/// have covariance I, and the weights are p = u T with T = Λ^{-1/2} Vᵀ diag(1/(s ⊙ c)), c the
+/// encoder's own input scales. In those coordinates the curvature of the ELBO in the weights no
+/// longer carries R's eigenvalue spread (a factor of ~60 on `synth`). Standard units matter:
+/// in raw units (the breast-cancer data: areas of ~10³, smoothness of ~10⁻¹) real directions
+/// look like rounding noise next to the largest eigenvalue.
 struct WhitenedEncoderCoordinates {
     /// T, `D × D`, and T⁻¹.
     let map: Matrix, inverse: Matrix
@@ -326,17 +329,21 @@ struct WhitenedEncoderCoordinates {
 
     init(data: Dataset, encoder: LinearEncoder) throws {
         let d = data.dimension
-        let eigen = try SymmetricEigen(data.covariance)
+        let sd = data.columnVariances.map { $0 > 0 ? $0.squareRoot() : 1 }
+        var correlation = data.covariance
+        for a in 0..<d { for b in 0..<d { correlation[a, b] /= sd[a] * sd[b] } }
+        let eigen = try SymmetricEigen(correlation)
         let largest = max(eigen.values.first ?? 0, .leastNormalMagnitude)
         var t = Matrix(rows: d, cols: d), inv = Matrix(rows: d, cols: d)
         for j in 0..<d {
-            // Directions without variance carry no signal: keep them at the largest scale.
+            // Directions without variance (constant columns, exact collinearity) carry no
+            // signal: keep them at the largest scale.
             let lambda = eigen.values[j] > 1e-8 * largest ? eigen.values[j] : largest
             let root = lambda.squareRoot()
             for i in 0..<d {
-                let sigma = 1 / encoder.invScale[i]
-                t[j, i] = eigen.vectors[i, j] * sigma / root
-                inv[i, j] = eigen.vectors[i, j] * root / sigma
+                let units = sd[i] * encoder.invScale[i]
+                t[j, i] = eigen.vectors[i, j] / (root * units)
+                inv[i, j] = eigen.vectors[i, j] * root * units
             }
         }
         map = t

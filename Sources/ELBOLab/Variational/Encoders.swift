@@ -51,7 +51,10 @@ public struct LinearEncoder: AmortizedEncoder {
     public init(data: Dataset, latent: Int) {
         self.latent = latent
         dimension = data.dimension
-        invScale = inputScales(data)
+        // Standardised inputs, divided by √D as well: an Adam step of α in every weight then
+        // moves each output by about α whatever D is (without it, by about α·D/√D·… ∝ √D).
+        let fanIn = 1 / Double(max(1, data.dimension)).squareRoot()
+        invScale = inputScales(data).map { $0 * fanIn }
         parameters = [Double](repeating: 0, count: 2 * latent * (data.dimension + 1))
     }
 
