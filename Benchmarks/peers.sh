@@ -156,7 +156,7 @@ def lookup(who, strat, lr):
 
 pairs = [
     ("C", "NumPyro (1-sample MC)", "0.01", "C_mc_matched", "joint, reparam 1 sample, Adam 0.01 constant"),
-    ("C", "NumPyro (1-sample MC)", "0.01", "C_mc_own", "joint, reparam 1 sample, Adam 0.05/(1+t/100)"),
+    ("C", "NumPyro (1-sample MC)", "0.01", "C_mc_own", "joint, reparam 1 sample, Adam 0.1/(1+t/100)"),
     ("C", "Pyro (1-sample MC)", "0.01", "C_mc_matched", "joint, reparam 1 sample, Adam 0.01 constant"),
     ("C", "JAX exact gradient", "0.05", "C_exact_matched", "joint, exact gradient, Adam 0.05 constant"),
     ("C", "NumPyro (1-sample MC)", "0.01", "C_mc_stl", "joint, reparam 1 sample, path-derivative KL (--kl stl)"),
