@@ -1,7 +1,8 @@
 import CGSL
 import ELBOLabKernels
 
-/// The reparameterised joint gradient (§8, analytic KL) of a linear encoder: the same estimate as
+/// The reparameterised joint gradient (§8: analytic KL; on the full batch also the path derivative)
+/// of a linear encoder: the same estimate as
 /// encoder forward → ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``
 /// → encoder backward, with the same draws in the same order, computed in fewer passes over the batch.
 ///
@@ -90,13 +91,13 @@ final class LinearEncoderReparameterized {
             offsets[c / 4][c % 4] = params[bias + j + c]
             offsets[(j + c) / 4][(j + c) % 4] = linearOffset[c]
         }
-        let precision = (inv * gram).storage
+        let lambda = inv * gram
         if eps.count != k * n * j { eps = [Double](repeating: 0, count: k * n * j) }
         rng.fillGaussian(&eps)
         var sums = [Double](repeating: 0, count: (pathDerivative ? 3 : 2) * j + j * j)
         batch.centered.storage.withUnsafeBufferPointer { rows in
             reparameterizedPass(rows: rows.baseAddress!, count: n, dimension: d, latent: j, samples: k,
-                                projection: projection, offsets: offsets, precision: precision, noise: eps,
+                                projection: projection, offsets: offsets, precision: lambda.storage, noise: eps,
                                 weighted: &weighted, sums: &sums, pathDerivative: pathDerivative)
         }
         // Σ y ēᵀ, Σ y γᵀ, and Σ y ρᵀ for the path derivative (zero otherwise).
@@ -127,8 +128,8 @@ final class LinearEncoderReparameterized {
 
         // φ: g_m = a + g₀ − Λ ē − μ (the analytic KL's −m; the path derivative's −μ, plus its ρ = κ ē),
         // and γ from the kernel.
-        let lambdaDrawnSum = (inv * gram).times(drawnSum)
-        let yGm = scatter.multiplied(by: mk) + outer(ySum, gc) - inv * drawn.multiplied(by: gram) + rhoWeighted
+        let lambdaDrawnSum = lambda.times(drawnSum)
+        let yGm = scatter.multiplied(by: mk) + outer(ySum, gc) - drawn.multiplied(by: lambda) + rhoWeighted
         let mkTySum = mk.transposeTimes(ySum)
         let scale = 1 / count
         var out = [Double](repeating: 0, count: params.count)
