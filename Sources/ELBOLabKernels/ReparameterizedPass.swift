@@ -232,10 +232,7 @@ private struct Pass {
     @inline(__always)
     func store(_ ch: Int, _ tile: Int, _ t0: SIMD4<Double>, _ t1: SIMD4<Double>, _ t2: SIMD4<Double>, _ t3: SIMD4<Double>) {
         let b = Self.tilesPerBlock, out = byLane + (4 &* ch &* b &+ tile)
-        out[0] = SIMD4(t0[0], t1[0], t2[0], t3[0])
-        out[b] = SIMD4(t0[1], t1[1], t2[1], t3[1])
-        out[2 &* b] = SIMD4(t0[2], t1[2], t2[2], t3[2])
-        out[3 &* b] = SIMD4(t0[3], t1[3], t2[3], t3[3])
+        (out[0], out[b], out[2 &* b], out[3 &* b]) = transposed(t0, t1, t2, t3)
     }
 
     /// weighted[i] += Σ_p y_p[i] · (the coefficients of point p), for the tile's four points.
@@ -269,9 +266,15 @@ private struct Pass {
     @inline(__always)
     func pointMajor(_ ch: Int, _ tile: Int) -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
         let b = Self.tilesPerBlock, q = coefficients + (4 &* ch &* b &+ tile)
-        let q0 = q[0], q1 = q[b], q2 = q[2 &* b], q3 = q[3 &* b]
-        return (SIMD4(q0[0], q1[0], q2[0], q3[0]), SIMD4(q0[1], q1[1], q2[1], q3[1]),
-                SIMD4(q0[2], q1[2], q2[2], q3[2]), SIMD4(q0[3], q1[3], q2[3], q3[3]))
+        return transposed(q[0], q[b], q[2 &* b], q[3 &* b])
+    }
+
+    /// The 4 × 4 transpose: lane c of result r is lane r of argument c.
+    @inline(__always)
+    func transposed(_ a: SIMD4<Double>, _ b: SIMD4<Double>, _ c: SIMD4<Double>, _ d: SIMD4<Double>)
+        -> (SIMD4<Double>, SIMD4<Double>, SIMD4<Double>, SIMD4<Double>) {
+        (SIMD4(a[0], b[0], c[0], d[0]), SIMD4(a[1], b[1], c[1], d[1]),
+         SIMD4(a[2], b[2], c[2], d[2]), SIMD4(a[3], b[3], c[3], d[3]))
     }
 
     /// The sums over all blocks: Σ ē, Σ γ, (1/K) Σ e eᵀ, and Σ ρ with the path derivative.

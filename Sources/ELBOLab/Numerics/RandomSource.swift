@@ -55,18 +55,9 @@ public final class RandomSource {
     /// A standard normal draw.
     ///
     /// Generators with 32-bit words (mt19937, ranlxd2, taus2, gfsr4) go through ELBOLab's own
-    /// 128-layer ziggurat (Marsaglia & Tsang 2000), its tables computed at start-up from the
-    /// layer recursion with r = 3.442619855899 and layer area v = 9.91256303526217e-3; the tail
-    /// beyond r by Marsaglia's exponential method, the wedges by a uniform height from a
-    /// further word. One raw word per candidate, split into disjoint fields:
-    ///
-    ///     bits 31 … 8   magnitude m (24 bits): x = (m + ½) · wᵢ / 2²⁴
-    ///     bit  7        sign
-    ///     bits 6 … 0    layer i (width wᵢ)
-    ///
-    /// so magnitudes have a resolution of wᵢ / 2²⁴ (at most 3.7 / 2²⁴ ≈ 2.2e-7), and the layer
-    /// is independent of the position inside it. About 1.04 words per draw on average.
-    /// ranlux389, with 24-bit words, uses `gsl_ran_gaussian_ziggurat` instead.
+    /// 128-layer ziggurat (``GaussianZiggurat``: one raw word per candidate, layer, sign and
+    /// magnitude from disjoint bits, magnitudes resolved to wᵢ / 2²⁴ ≤ 2.2e-7, about 1.04 words
+    /// per draw). ranlux389, with 24-bit words, uses `gsl_ran_gaussian_ziggurat` instead.
     @inline(__always)
     public func gaussian() -> Double {
         guard let ziggurat else { return gsl_ran_gaussian_ziggurat(rng, 1.0) }

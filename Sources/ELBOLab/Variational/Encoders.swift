@@ -51,8 +51,8 @@ public struct LinearEncoder: AmortizedEncoder {
     public init(data: Dataset, latent: Int) {
         self.latent = latent
         dimension = data.dimension
-        // Standardised inputs, divided by √D as well: an Adam step of α in every weight then
-        // moves each output by about α whatever D is (without it, by about α·D/√D·… ∝ √D).
+        // Standardised inputs, divided by √D as well: an Adam step of ±α in each of D weights
+        // then moves an output by about α whatever D is (without the factor, by about α·√D).
         let fanIn = 1 / Double(max(1, data.dimension)).squareRoot()
         invScale = inputScales(data).map { $0 * fanIn }
         parameters = [Double](repeating: 0, count: 2 * latent * (data.dimension + 1))
