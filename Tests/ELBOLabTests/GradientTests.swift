@@ -158,12 +158,13 @@ struct GradientTests {
         ModelConstraints(noiseVariance: 0.8, zeroOffset: true),
     ]
 
-    @Test("ModelParameterization: pullback vs differences through unpack; pack ∘ unpack = id", arguments: 0..<4)
-    func parameterizationPullback(index: Int) {
+    @Test("ModelParameterization: pullback vs differences through unpack; pack ∘ unpack = id",
+          arguments: 0..<4, [ModelParameterization.Units.standard, .common])
+    func parameterizationPullback(index: Int, units: ModelParameterization.Units) {
         let constraints = Self.constraintCases[index]
         let p = VT.problem(count: Self.n, dimension: Self.d, latent: Self.j, seed: 27)
         let q = VT.randomPosteriors(.full, count: Self.n, latent: Self.j, rng: RandomSource(seed: 207))
-        let param = ModelParameterization(data: p.data, latent: Self.j, constraints: constraints)
+        let param = ModelParameterization(data: p.data, latent: Self.j, constraints: constraints, units: units)
         var model = p.model
         if constraints.zeroOffset { model.offset = [Double](repeating: 0, count: Self.d) }
         if let s2 = constraints.noiseVariance { model.noiseVariance = s2 }

@@ -51,7 +51,9 @@ final class EncoderEngine: InferenceEngine {
         case .linear: encoder = LinearEncoder(data: data, latent: options.latent)
         case .mlp: encoder = MLPEncoder(data: data, latent: options.latent, hidden: options.hidden, using: rng)
         }
-        parameterization = ModelParameterization(data: data, latent: options.latent, constraints: options.constraints)
+        let quasiNewtonJoint = options.strategy == .joint && options.resolvedOptimizer != .adam
+        parameterization = ModelParameterization(data: data, latent: options.latent, constraints: options.constraints,
+                                                 units: quasiNewtonJoint ? .common : .standard)
         let lr = options.resolvedLearningRate, schedule = options.resolvedSchedule
         // K encoder steps per iteration: the encoder's step size decays per iteration, like θ's.
         encoderOptimizer = Adam(count: encoder.parameters.count, learningRate: lr, schedule: schedule.stretched(by: options.encoderSteps))

@@ -1,14 +1,23 @@
 import CGSL
 
-/// θ = (W, b, s2) as one flat, unconstrained vector for first-order optimisers, in the units
-/// of the data:
+/// θ = (W, b, s2) as one flat, unconstrained vector for optimisers, in the units of the data:
 /// ```
 /// W_ij = σ_i W̃_ij,   b_i = ȳ_i + σ_i b̃_i,   s2 = σ̄² exp(ρ)
 /// ```
-/// with σ_i the column standard deviations and σ̄² their mean square. A reparameterisation, not
-/// a change of model: it makes one step size fit unstandardised data. Held parts (a fixed s2,
-/// b = 0) are left out of the vector.
+/// with σ̄² the mean column variance and σ_i set by ``Units``. A reparameterisation, not a
+/// change of model. Held parts (a fixed s2, b = 0) are left out of the vector.
 public struct ModelParameterization: Sendable {
+    /// How the rows of W and b are scaled.
+    public enum Units: Sendable {
+        /// σ_i = column i's standard deviation: an Adam step, which moves every coordinate by
+        /// about α, then moves W_ij by α σ_i, a step that fits unstandardised data.
+        case standard
+        /// σ_i = σ̄ for every column: for the quasi-Newton solvers. The noise is isotropic, so the
+        /// ELBO's curvature in W is the same for every row; per-column scales would multiply the
+        /// condition number by the spread of the column variances (~10⁷ on the wine data).
+        case common
+    }
+
     public let dimension: Int
     public let latent: Int
     public let constraints: ModelConstraints
@@ -16,14 +25,17 @@ public struct ModelParameterization: Sendable {
     let mean: [Double]
     let noiseScale: Double
 
-    public init(data: Dataset, latent: Int, constraints: ModelConstraints) {
+    public init(data: Dataset, latent: Int, constraints: ModelConstraints, units: Units = .standard) {
         dimension = data.dimension
         self.latent = latent
         self.constraints = constraints
         let variances = data.columnVariances
         let average = max(variances.reduce(0, +) / Double(variances.count), .leastNormalMagnitude)
         // A constant column gets the average scale, so it can still move.
-        columnScale = variances.map { $0 > 0 ? $0.squareRoot() : average.squareRoot() }
+        switch units {
+        case .standard: columnScale = variances.map { $0 > 0 ? $0.squareRoot() : average.squareRoot() }
+        case .common: columnScale = [Double](repeating: average.squareRoot(), count: variances.count)
+        }
         mean = data.mean
         noiseScale = average
     }
