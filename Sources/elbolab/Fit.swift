@@ -9,6 +9,7 @@ extension EncoderKind: ExpressibleByArgument {}
 extension GradientEstimator: ExpressibleByArgument {}
 extension KLEstimator: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension Acceleration: ExpressibleByArgument {}
 extension GaussianPosteriors.Family: ExpressibleByArgument {}
 
 struct Fit: ParsableCommand {
@@ -58,8 +59,7 @@ struct Fit: ParsableCommand {
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
     @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
-    @Flag(help: "em: SQUAREM acceleration (Varadhan & Roland 2008): extrapolate from two EM steps, keep the step only when the log-likelihood rises; for slow EM (ill-conditioned or wide data).")
-    var squarem = false
+    @Option(help: "em, and per-datapoint with closed-form E- and M-steps: px (parameter expansion: the M-step also fits the prior of z, then maps back; the default) | none (the notes' plain steps) | squarem (em only: extrapolate from two EM steps, keep the result when log p rises).") var acceleration: Acceleration?
     @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.05; 0.1 for amortized and joint with Monte Carlo gradients).") var learningRate: Double?
     @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
@@ -108,7 +108,7 @@ struct Fit: ParsableCommand {
         o.decay = decay
         o.decayPower = decayPower
         o.averaging = averaging
-        o.squarem = squarem
+        o.acceleration = acceleration
         return o
     }
 

@@ -200,6 +200,7 @@ struct EngineTests {
         // … the BFGS E-step finds it, so the iterates are exact EM's (same seed, same start): the
         // log-likelihood column matches exact EM's row for row …
         var em = Self.options(.em)
+        em.acceleration = Acceleration.none   // the notes' EM steps, which BFGS-full's explicit steps are
         em.iterations = last.iteration
         em.tolerance = -.infinity
         em.maxSeconds = 1e9

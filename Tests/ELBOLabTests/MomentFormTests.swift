@@ -45,21 +45,36 @@ struct MomentFormTests {
         }
     }
 
-    @Test("the per-datapoint engine's closed-form iterates match explicit variational EM step by step")
-    func engineIterates() throws {
+    @Test("the per-datapoint engine's closed-form iterates match explicit variational EM step by step, plain and parameter-expanded",
+          arguments: [Acceleration.none, .px])
+    func engineIterates(acceleration: Acceleration) throws {
         let (data, _) = Self.data(dimension: 6, latent: 2, count: 300, seed: 5)
         var options = FitOptions(strategy: .perDatapoint, latent: 2)
         options.seed = 3
+        options.acceleration = acceleration
         let engine = try makeEngine(options, data: data)
         var model = engine.model
         for _ in 0..<10 {
             _ = try engine.step()
-            let q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
+            var q = try GaussianPosteriors.optimal(.diagonal, model: model, data: data)
             model = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: .free)
+            if acceleration == .px {
+                // The expanded prior N(μ, diag c) from the per-point q_n, then z ↦ (z − μ)/√c.
+                let n = Double(data.count)
+                for k in 0..<2 {
+                    let mu = (0..<data.count).reduce(0) { $0 + q.means[$1, k] } / n
+                    let c = (0..<data.count).reduce(0) { $0 + (q.means[$1, k] - mu) * (q.means[$1, k] - mu) + q.scales[q.isShared ? 0 : $1, k] } / n
+                    for i in 0..<6 { model.loadings[i, k] *= c.squareRoot() }
+                    for p in 0..<data.count { q.means[p, k] = (q.means[p, k] - mu) / c.squareRoot() }
+                    for r in 0..<q.scales.rows { q.scales[r, k] /= c }
+                }
+                model.offset = data.mean
+            }
             #expect(Self.relativeDistance(engine.model, model) < Self.sumsTolerance)
-            // The q the scorer sees is the E-step's q at the previous θ.
+            // The q the scorer sees is the E-step's q at the previous θ (carried to the new θ by px).
             let seen = try engine.posteriors()
             #expect((seen.means - q.means).maxAbs < Self.sumsTolerance * max(1, q.means.maxAbs))
+            #expect((seen.scales - q.scales).maxAbs < Self.sumsTolerance * max(1, q.scales.maxAbs))
         }
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import ELBOLab
 
-/// `em --squarem`: SQUAREM-accelerated EM reaches the closed-form MLE where plain EM crawls, and
+/// `em --acceleration squarem`: SQUAREM-accelerated EM reaches the closed-form MLE where plain EM crawls, and
 /// its log-likelihood never falls.
 @Suite("SQUAREM-accelerated EM")
 struct SquaremTests {
@@ -17,7 +17,7 @@ struct SquaremTests {
     static func engine(squarem: Bool) throws -> InferenceEngine {
         var o = FitOptions(strategy: .em, latent: 3)
         o.seed = 3
-        o.squarem = squarem
+        o.acceleration = squarem ? .squarem : Acceleration.none
         return try makeEngine(o, data: data)
     }
 
@@ -39,10 +39,21 @@ struct SquaremTests {
         #expect(plainGap > 1e-6, "plain EM is already within \(plainGap): the case does not show acceleration")
     }
 
-    @Test("is refused for strategies other than em")
+    @Test("is refused for strategies other than em; px outside em and per-datapoint variational EM")
     func refusedElsewhere() {
         var o = FitOptions(strategy: .joint, latent: 3)
-        o.squarem = true
+        o.acceleration = .squarem
         #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
+        o = FitOptions(strategy: .perDatapoint, latent: 3)
+        o.acceleration = .squarem
+        #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
+        o.acceleration = .px
+        o.eSolver = .bfgs
+        #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
+        o = FitOptions(strategy: .amortized, latent: 3)
+        o.acceleration = .px
+        #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
+        o.acceleration = Acceleration.none
+        #expect(throws: Never.self) { _ = try makeEngine(o, data: Self.data) }
     }
 }

@@ -48,14 +48,19 @@ public func makeEngine(_ options: FitOptions, data: Dataset) throws -> Inference
         plain.averaging = nil
         return AveragedEngine(try makeEngine(plain, data: data), power: power)
     }
-    if options.squarem && options.strategy != .em {
-        throw InputError("--squarem accelerates em only, not \(options.strategy.rawValue)")
+    switch options.resolvedAcceleration {
+    case .none: break
+    case .px where options.strategy == .em || options.isVariationalEM: break
+    case .squarem where options.strategy == .em: break
+    case let other:
+        let scope = other == .px ? "em and per-datapoint with closed-form E- and M-steps" : "em only"
+        throw InputError("--acceleration \(other.rawValue) applies to \(scope), not this \(options.strategy.rawValue) run")
     }
     switch options.strategy {
     case .mle:
         return ClosedFormEngine(data: data, options: options)
     case .em:
-        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, squarem: options.squarem)
+        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, acceleration: options.resolvedAcceleration)
     case .perDatapoint:
         return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
     case .amortized, .joint:
@@ -108,21 +113,21 @@ final class ExactEMEngine: InferenceEngine {
     let name = Strategy.em.rawValue
     let data: Dataset
     let constraints: ModelConstraints
-    let squarem: Bool
+    let acceleration: Acceleration
     private(set) var model: LinearGaussianModel
 
-    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints, squarem: Bool = false) {
+    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints, acceleration: Acceleration = .none) {
         self.data = data
         self.constraints = constraints
-        self.squarem = squarem
+        self.acceleration = acceleration
         model = initial
     }
 
     func posteriors() throws -> GaussianPosteriors { try GaussianPosteriors.exactPosterior(of: model, data: data) }
 
     func step() throws -> StepWork {
-        guard squarem else {
-            model = try model.emStep(on: data, constraints: constraints)
+        guard acceleration == .squarem else {
+            model = try model.emStep(on: data, constraints: constraints, expanded: acceleration == .px)
             return StepWork(dataPasses: 1, gradientEvaluations: 0)
         }
         return try squaremStep()

@@ -40,6 +40,19 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case lbfgs
 }
 
+/// How em, and per-datapoint VI with closed-form E- and M-steps (variational EM), speed up.
+public enum Acceleration: String, Sendable, CaseIterable, Codable {
+    /// The plain steps, as in the notes.
+    case none
+    /// Parameter expansion: the M-step also fits the prior of z (its covariance for em, its mean
+    /// and diagonal scale for mean-field q), then maps back to N(0, I). Same cost per step as the
+    /// plain one; removes the slow scale direction of EM when λ/s2 is large.
+    case px
+    /// em only: SQUAREM (Varadhan & Roland 2008), extrapolating from two EM steps and keeping
+    /// the result only when the log-likelihood rises.
+    case squarem
+}
+
 /// Every setting of a fit. The CLI's `fit` and the experiment runner both build engines from it.
 public struct FitOptions: Sendable, Equatable, Codable {
     public var strategy: Strategy
@@ -97,9 +110,9 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// weights growing like t^η (``AveragedEngine``); nil scores the iterate itself.
     public var averaging: Double? = nil
 
-    /// em: accelerate by SQUAREM (``ExactEMEngine``), which extrapolates from two EM steps and
-    /// keeps the result only when the log-likelihood rises.
-    public var squarem = false
+    /// em and per-datapoint variational EM: how the steps are accelerated; nil:
+    /// ``resolvedAcceleration``.
+    public var acceleration: Acceleration? = nil
 
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
@@ -116,6 +129,16 @@ public struct FitOptions: Sendable, Equatable, Codable {
         case .perDatapoint: return eSolver == .adam
         case .amortized, .joint: return resolvedGradient != .exact
         }
+    }
+
+    /// Whether this run's per-datapoint steps are variational EM in moment form (both closed-form).
+    var isVariationalEM: Bool { strategy == .perDatapoint && eSolver == .closedForm && mStep == .closedForm }
+
+    /// The acceleration in force: parameter expansion for em and for per-datapoint variational EM
+    /// (plain EM crawls on data whose leading eigenvalues dwarf the noise, such as columns in
+    /// mixed units), none elsewhere.
+    public var resolvedAcceleration: Acceleration {
+        acceleration ?? (strategy == .em || isVariationalEM ? .px : .none)
     }
 
     /// The stop tolerance in force (nats/point over the window).

@@ -43,22 +43,26 @@ final class PerDatapointEngine: InferenceEngine {
     }
 
     /// With both steps in closed form, the θ whose optimal q is the current q (q is formed
-    /// only when asked for: the step itself runs on the sufficient statistics).
-    private var eStepModel: LinearGaussianModel?
+    /// only when asked for: the step itself runs on the sufficient statistics), and with
+    /// parameter expansion the change of coordinates that carries that q to the new θ.
+    private var eStep: (model: LinearGaussianModel, reduction: LatentReduction?)?
 
     func posteriors() throws -> GaussianPosteriors {
-        if let eStepModel { return try GaussianPosteriors.optimal(options.covariance, model: eStepModel, data: data) }
-        return q
+        guard let eStep else { return q }
+        let optimal = try GaussianPosteriors.optimal(options.covariance, model: eStep.model, data: data)
+        return eStep.reduction?.apply(to: optimal) ?? optimal
     }
 
     func step() throws -> StepWork {
         iteration += 1
         if options.eSolver == .closedForm && options.mStep == .closedForm {
             // The same iterates as the explicit E- and M-steps below, in moment form (O(D²J)).
-            eStepModel = model
-            model = options.covariance == .full
-                ? try model.emStep(on: data, constraints: options.constraints)
-                : try model.meanFieldEMStep(on: data, constraints: options.constraints)
+            let expanded = options.resolvedAcceleration == .px
+            let next = options.covariance == .full
+                ? try model.emStepAndReduction(on: data, constraints: options.constraints, expanded: expanded)
+                : try model.meanFieldEMStepAndReduction(on: data, constraints: options.constraints, expanded: expanded)
+            eStep = (model, next.reduction)
+            model = next.model
             try checkModel(model, engine: name, iteration: iteration)
             return StepWork(dataPasses: 2, gradientEvaluations: 0)
         }
@@ -66,7 +70,7 @@ final class PerDatapointEngine: InferenceEngine {
         switch options.eSolver {
         case .closedForm:
             q = try GaussianPosteriors.optimal(options.covariance, model: model, data: data)
-            eStepModel = nil
+            eStep = nil
             work.dataPasses += 1
         case .bfgs:
             let iterations = try bfgsEStep()

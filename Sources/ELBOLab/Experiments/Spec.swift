@@ -269,7 +269,7 @@ struct SpecReader {
         "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
         "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
-        "squarem",
+        "acceleration",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
@@ -599,6 +599,7 @@ struct SpecReader {
                 case "decay": o.decay = nil
                 case "decay-power": o.decayPower = nil
                 case "averaging": o.averaging = nil
+                case "acceleration": o.acceleration = nil
                 case "window": o.window = nil
                 default: throw fail(field, "cannot be null")
                 }
@@ -631,7 +632,7 @@ struct SpecReader {
             case "decay": o.decay = try nonNegative(v, field)
             case "decay-power": o.decayPower = try positive(v, field)
             case "averaging": o.averaging = try nonNegative(v, field)
-            case "squarem": o.squarem = try bool(v, field)
+            case "acceleration": o.acceleration = try choice(v, field, "acceleration", Acceleration.self)
             case "strategy", "label":
                 continue
             default:
