@@ -18,7 +18,7 @@ struct FitRunnerTests {
         #expect((1...50).filter { FitRunner.isLogged($0, every: 7) } == [7, 14, 21, 28, 35, 42, 49])
     }
 
-    @Test("converged: no row of the window beats the best before it by the tolerance")
+    @Test("converged: no row of the window beats the best before it by the tolerance; settled: nor does the curve move by it")
     func stopRule() {
         func curve(_ elbos: [Double]) -> [CurveRow] {
             elbos.enumerated().map { CurveRow(iteration: $0.offset, dataPasses: 0, gradientEvaluations: 0, seconds: 0,
@@ -28,6 +28,13 @@ struct FitRunnerTests {
         #expect(!runner.converged(curve([-3, -2, -1]), window: 3, tolerance: 1e-6))          // too few rows
         #expect(!runner.converged(curve([-3, -2, -1, -0.5]), window: 3, tolerance: 1e-6))    // still improving
         #expect(runner.converged(curve([-3, -1, -1, -1 + 1e-8, -1]), window: 3, tolerance: 1e-6))
+        // A fall below the best: noise for a Monte Carlo run, not convergence for an exact one.
+        let fallen = curve([-3, -1, -1.5, -1.2, -1.1])
+        #expect(runner.converged(fallen, window: 3, tolerance: 1e-6))
+        #expect(!runner.converged(fallen, window: 3, tolerance: 1e-6, settled: true))
+        #expect(runner.converged(curve([-3, -1, -1, -1 + 1e-8, -1]), window: 3, tolerance: 1e-6, settled: true))
+        // The row before the window counts: a drop into a flat window is not settled.
+        #expect(!runner.converged(curve([-3, -1, -1.1, -1.1, -1.1]), window: 3, tolerance: 1e-6, settled: true))
     }
 
     @Test("a diverging optimiser is a numerical fault, not convergence; the rows before it are kept")

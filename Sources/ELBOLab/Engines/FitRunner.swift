@@ -123,7 +123,10 @@ public struct FitRunner {
                 let last = t == maxIterations || seconds >= options.maxSeconds
                 if FitRunner.isLogged(t, every: options.logEvery) || last {
                     try record(t)
-                    if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance) { result.stopReason = .converged; break }
+                    if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance, settled: !options.isStochastic) {
+                        result.stopReason = .converged
+                        break
+                    }
                 }
                 if seconds >= options.maxSeconds { result.stopReason = .time; break }
             }
@@ -138,13 +141,19 @@ public struct FitRunner {
     /// 1 nat/point plus 1% of the best, far beyond Monte Carlo jitter or Adam's overshoot.
     static func divergenceMargin(_ best: Double) -> Double { 1 + 0.01 * abs(best) }
 
-    /// The best ELBO of the last `window` rows beats the best before them by less than `tolerance`.
-    func converged(_ curve: [CurveRow], window: Int, tolerance: Double) -> Bool {
+    /// The best ELBO of the last `window` rows beats the best before them by less than `tolerance`;
+    /// with `settled` (exact objectives, where the curve is not noise), also the last `window`
+    /// rows and the one before them lie within `tolerance` of each other, so that a curve that
+    /// falls or swings (Adam overshooting) is not taken for a converged one.
+    func converged(_ curve: [CurveRow], window: Int, tolerance: Double, settled: Bool = false) -> Bool {
         guard curve.count > window else { return false }
         let split = curve.count - window
         let before = curve[..<split].map(\.score.elbo).max() ?? -.infinity
-        let recent = curve[split...].map(\.score.elbo).max() ?? -.infinity
-        return recent - before < tolerance
+        let recent = curve[split...].map(\.score.elbo)
+        guard (recent.max() ?? -.infinity) - before < tolerance else { return false }
+        guard settled else { return true }
+        let span = curve[(split - 1)...].map(\.score.elbo)
+        return (span.max() ?? 0) - (span.min() ?? 0) < tolerance
     }
 }
 
