@@ -46,3 +46,23 @@ func powerOfTwo(_ n: SIMD4<Double>) -> SIMD4<Double> {
     let bits = unsafeBitCast(n + shifter, to: SIMD4<UInt64>.self) &- shifter.bitPattern
     return unsafeBitCast((bits &+ 1023) &<< 52, to: SIMD4<Double>.self)
 }
+
+/// `out[i] = exp(scale · x[i])` for every i, four at a time; the last few through a padded vector.
+public func exponentials(of x: UnsafeBufferPointer<Double>, scaledBy scale: Double, into out: UnsafeMutableBufferPointer<Double>) {
+    precondition(out.count >= x.count)
+    guard let source = x.baseAddress, let target = out.baseAddress else { return }
+    let whole = x.count / 4 * 4
+    var i = 0
+    while i < whole {
+        let v = SIMD4(source[i], source[i + 1], source[i + 2], source[i + 3])
+        let e = exponential(v * scale)
+        target[i] = e[0]; target[i + 1] = e[1]; target[i + 2] = e[2]; target[i + 3] = e[3]
+        i += 4
+    }
+    if whole < x.count {
+        var v = SIMD4<Double>(repeating: 0)
+        for k in whole..<x.count { v[k - whole] = source[k] }
+        let e = exponential(v * scale)
+        for k in whole..<x.count { target[k] = e[k - whole] }
+    }
+}

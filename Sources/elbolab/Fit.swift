@@ -44,7 +44,7 @@ struct Fit: ParsableCommand {
     @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
     @Option(help: "Iteration cap (default: 10000 for em, 100000 otherwise).") var iterations: Int?
     @Option(name: .customLong("max-seconds"), help: "Training-time cap in seconds.") var maxSeconds: Double = 60
-    @Option(help: "Stop when the exact ELBO gains less than this (nats/point) over the window (default 1e-6; 1e-10 for em).") var tolerance: Double?
+    @Option(help: "Stop when the exact ELBO gains less than this (nats/point) over the window, and with exact gradients also moves less than this (default 1e-6; 1e-10 for em).") var tolerance: Double?
     @Option(help: "Logged rows the stop rule looks back over (default 5; 10 with Monte Carlo gradients).") var window: Int?
     @Option(name: .customLong("log-every"), help: "Log every K iterations (default: a geometric grid, ~20 rows a decade).") var logEvery: Int?
     @Option(help: "per-datapoint: diagonal | full covariance of each q_n.") var covariance: GaussianPosteriors.Family = .diagonal
@@ -61,7 +61,7 @@ struct Fit: ParsableCommand {
     @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
     @Option(help: "em, and per-datapoint with closed-form E- and M-steps: px (parameter expansion: the M-step also fits the prior of z, then maps back; the default) | none (the notes' plain steps) | squarem (em only: extrapolate from two EM steps, keep the result when log p rises).") var acceleration: Acceleration?
     @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.05; 0.1 for amortized and joint with Monte Carlo gradients).") var learningRate: Double?
-    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint with --averaging; 0 keeps the step constant).") var decay: Double?
+    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint and per-datapoint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
     @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?
     @Option(help: "Output folder (created if missing).") var output: String

@@ -96,6 +96,27 @@ struct EstimatorTests {
         return [("θ", 0..<t), ("m", t..<(t + n * j)), ("log v", (t + n * j)..<(t + 2 * n * j))]
     }()
 
+    @Test("pointwiseReparameterized (from p_n = Wᵀ(y_n − b)) = meanField(.reparam)'s q gradient from the same draws, to rounding",
+          arguments: KLEstimator.allCases, [1, 3])
+    func pointwiseMatchesMeanField(kl: KLEstimator, samples: Int) {
+        let s = Self.setup()
+        let reference = ELBOGradient.meanField(batch: s.batch, model: s.model, means: s.means, logVariances: s.logVariances,
+                                               estimator: .reparam, kl: kl, samples: samples, rng: RandomSource(seed: 17))
+        let p = s.model.projections(of: VT.problem(count: Self.n, dimension: Self.d, latent: Self.j, seed: 31).data)   // the data of setup()
+        let sd = s.logVariances.storage.map { exp(0.5 * $0) }
+        var noise = [Double](repeating: 0, count: Self.n * Self.j)
+        var gm = noise, gl = noise
+        p.storage.withUnsafeBufferPointer { pp in s.means.storage.withUnsafeBufferPointer { mp in sd.withUnsafeBufferPointer { sp in
+            noise.withUnsafeMutableBufferPointer { np in gm.withUnsafeMutableBufferPointer { gmp in gl.withUnsafeMutableBufferPointer { glp in
+                ELBOGradient.pointwiseReparameterized(projections: pp, gram: s.model.gram, noiseVariance: s.model.noiseVariance,
+                                                      means: mp, scales: sp, kl: kl, samples: samples, rng: RandomSource(seed: 17),
+                                                      noise: np, gradMeans: gmp, gradLogVariances: glp)
+            } } }
+        } } }
+        VT.expectClose(gm + gl, reference.means.storage + reference.logVariances.storage, tolerance: VT.identityTolerance,
+                       "q gradient, kl \(kl), \(samples) samples")
+    }
+
     @Test("the reparameterised estimator has lower variance than the score one on the same (θ, q)", arguments: KLEstimator.allCases)
     func reparamBeatsScore(kl: KLEstimator) {
         let s = Self.setup()

@@ -44,4 +44,36 @@ struct KernelTests {
             #expect(Self.ulps(v, libm) <= 1, "e^\(x): \(v) vs \(libm)")
         }
     }
+
+    @Test("exponentials over an array: lane for lane the vector exponential of scale·x, the tail (7 = 4 + 3) included")
+    func exponentialsOverArrays() {
+        let rng = RandomSource(seed: 6)
+        let xs = (0..<7).map { _ in 40 * rng.uniform() - 20 }
+        var out = [Double](repeating: .nan, count: 7)
+        xs.withUnsafeBufferPointer { x in out.withUnsafeMutableBufferPointer { exponentials(of: x, scaledBy: 0.5, into: $0) } }
+        let head = exponential(SIMD4(xs[0], xs[1], xs[2], xs[3]) * 0.5), tail = exponential(SIMD4(xs[4], xs[5], xs[6], 0) * 0.5)
+        #expect(out == [head[0], head[1], head[2], head[3], tail[0], tail[1], tail[2]])
+        #expect(zip(out, xs).allSatisfy { Self.ulps($0, Foundation.exp(0.5 * $1)) <= 1 })
+    }
+
+    @Test("adamUpdate: bit for bit the scalar Adam loop, over a length that leaves a tail", arguments: [1, 4, 11])
+    func adamMatchesScalar(count: Int) {
+        let rng = RandomSource(seed: 7)
+        var x = (0..<count).map { _ in rng.gaussian() }, m = x.map { 0.1 * $0 }, v = x.map { $0 * $0 }
+        let g = (0..<count).map { _ in rng.gaussian() }
+        var xs = x, ms = m, vs = v
+        for i in 0..<count {
+            ms[i] = 0.9 * ms[i] + (1 - 0.9) * g[i]
+            vs[i] = 0.999 * vs[i] + (1 - 0.999) * g[i] * g[i]
+            xs[i] += 0.05 * ms[i] / (vs[i].squareRoot() + 1e-8)
+        }
+        x.withUnsafeMutableBufferPointer { xp in m.withUnsafeMutableBufferPointer { mp in v.withUnsafeMutableBufferPointer { vp in
+            g.withUnsafeBufferPointer { gp in
+                adamUpdate(parameters: xp, gradient: gp, firstMoment: mp, secondMoment: vp, beta1: 0.9, beta2: 0.999, stepSize: 0.05, epsilon: 1e-8)
+            }
+        } } }
+        #expect(x.map(\.bitPattern) == xs.map(\.bitPattern))
+        #expect(m.map(\.bitPattern) == ms.map(\.bitPattern))
+        #expect(v.map(\.bitPattern) == vs.map(\.bitPattern))
+    }
 }

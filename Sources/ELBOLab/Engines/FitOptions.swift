@@ -187,7 +187,8 @@ public struct FitOptions: Sendable, Equatable, Codable {
 
     private var defaultDecay: Double {
         guard isStochastic else { return 300 }
-        if strategy == .joint && averaging != nil { return 1000 }
+        // Averaging removes the noise a slowly decaying step leaves (joint, per-datapoint).
+        if strategy != .amortized && averaging != nil { return 1000 }
         guard kl == .stl else { return 100 }
         if constantStepSuffices { return 0 }
         return strategy == .perDatapoint ? 300 : 100

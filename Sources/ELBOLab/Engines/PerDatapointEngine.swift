@@ -14,7 +14,10 @@ final class PerDatapointEngine: InferenceEngine {
     private let parameterization: ModelParameterization
     private var modelOptimizer: Adam
     private var localOptimizer: Adam?
-    private var localLogVariances: Matrix?
+    /// The Adam E-step's buffers: [m; log v] and its gradient (2NJ), the draws and √v (NJ).
+    private var adamState: (values: [Double], gradient: [Double], noise: [Double], scales: [Double])?
+    /// Whether the vector kernels run here (``Kernels/usable``, read once).
+    private let vectorKernels = Kernels.usable
     private var iteration = 0
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
@@ -38,7 +41,9 @@ final class PerDatapointEngine: InferenceEngine {
             // e-steps Adam steps per iteration: decay per iteration, not per inner step.
             localOptimizer = Adam(count: 2 * n * j, learningRate: options.resolvedLearningRate,
                                   schedule: options.resolvedSchedule.stretched(by: options.resolvedESteps))
-            localLogVariances = Matrix(rows: n, cols: j)
+            // q starts at the prior: m = 0, log v = 0.
+            adamState = ([Double](repeating: 0, count: 2 * n * j), [Double](repeating: 0, count: 2 * n * j),
+                         [Double](repeating: 0, count: n * j), [Double](repeating: 0, count: n * j))
         }
     }
 
@@ -97,26 +102,44 @@ final class PerDatapointEngine: InferenceEngine {
     }
 
     /// The E-step of the notes: Adam on (m_n, log v_n) with reparameterised one-sample gradients.
+    /// `adamState` holds [m; log v] (2NJ) between steps, so nothing is copied or allocated per step.
     private func adamEStep() {
-        guard var optimizer = localOptimizer, var logV = localLogVariances else { return }
+        guard var optimizer = localOptimizer, var state = adamState else { return }
         // Hand the buffers over, so changing them below does not copy them (copy-on-write).
         localOptimizer = nil
-        localLogVariances = nil
-        let n = data.count, j = options.latent
-        let batch = Batch(data)
-        var x = [Double](repeating: 0, count: 2 * n * j)
+        adamState = nil
+        let n = data.count, j = options.latent, size = n * j
+        let projections = model.projections(of: data), gram = model.gram
         for _ in 0..<options.resolvedESteps {
-            let g = ELBOGradient.meanField(batch: batch, model: model, means: q.means, logVariances: logV,
-                                           estimator: .reparam, kl: options.kl, samples: options.samples, rng: draws)
-            var grad = g.means.storage
-            grad.append(contentsOf: g.logVariances.storage)
-            for i in 0..<(n * j) { x[i] = q.means.storage[i]; x[n * j + i] = logV.storage[i] }
-            optimizer.step(&x, gradient: grad)
-            for i in 0..<(n * j) { q.means.storage[i] = x[i]; logV.storage[i] = x[n * j + i] }
+            state.values.withUnsafeBufferPointer { x in
+                state.scales.withUnsafeMutableBufferPointer { scales in
+                    Kernels.exponentials(of: UnsafeBufferPointer(rebasing: x[size...]), scaledBy: 0.5, into: scales, vector: vectorKernels)
+                }
+                projections.storage.withUnsafeBufferPointer { p in
+                    state.scales.withUnsafeBufferPointer { scales in
+                        state.noise.withUnsafeMutableBufferPointer { noise in
+                            state.gradient.withUnsafeMutableBufferPointer { g in
+                                ELBOGradient.pointwiseReparameterized(
+                                    projections: p, gram: gram, noiseVariance: model.noiseVariance,
+                                    means: UnsafeBufferPointer(rebasing: x[0..<size]), scales: scales,
+                                    kl: options.kl, samples: options.samples, rng: draws, noise: noise,
+                                    gradMeans: UnsafeMutableBufferPointer(rebasing: g[0..<size]),
+                                    gradLogVariances: UnsafeMutableBufferPointer(rebasing: g[size...]))
+                            }
+                        }
+                    }
+                }
+            }
+            optimizer.step(&state.values, gradient: state.gradient)
         }
-        q.scales = Matrix(rows: n, cols: j, storage: logV.storage.map { exp($0) })
+        q.means.storage.replaceSubrange(0..<size, with: state.values[0..<size])
+        state.values.withUnsafeBufferPointer { x in
+            q.scales.storage.withUnsafeMutableBufferPointer { v in
+                Kernels.exponentials(of: UnsafeBufferPointer(rebasing: x[size...]), scaledBy: 1, into: v, vector: vectorKernels)
+            }
+        }
         localOptimizer = optimizer
-        localLogVariances = logV
+        adamState = state
     }
 
     /// GSL BFGS2 on each point's exact negative ELBO, warm-started from the current q_n,

@@ -16,4 +16,12 @@ public enum Kernels {
     }
 
     private static let processorRunsThem = !kernelsRequireAVX2 || elbolab_cpu_runs_haswell_code() != 0
+
+    /// `out[i] = exp(scale · x[i])`: the vector kernel when `vector` (callers pass ``usable``,
+    /// read once), else libm's exp. The two agree within about one ulp.
+    static func exponentials(of x: UnsafeBufferPointer<Double>, scaledBy scale: Double,
+                             into out: UnsafeMutableBufferPointer<Double>, vector: Bool) {
+        if vector { return ELBOLabKernels.exponentials(of: x, scaledBy: scale, into: out) }
+        for i in 0..<x.count { out[i] = exp(scale * x[i]) }
+    }
 }

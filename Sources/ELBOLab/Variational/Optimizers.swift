@@ -1,4 +1,5 @@
 import CGSL
+import ELBOLabKernels
 
 /// A first-order optimiser that *ascends* an objective over a flat parameter vector.
 public protocol GradientAscent: Sendable {
@@ -42,6 +43,8 @@ public struct Adam: GradientAscent {
     private var v: [Double]
     /// Steps taken so far.
     public private(set) var t = 0
+    /// Whether the vector kernel takes the step (``Kernels/usable`` when made; bit-identical).
+    private let vector = Kernels.usable
 
     public init(count: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, schedule: StepSchedule = .constant) {
@@ -60,6 +63,19 @@ public struct Adam: GradientAscent {
         let c1 = 1 - pow(beta1, Double(t)), c2 = 1 - pow(beta2, Double(t))
         let alpha = learningRate * schedule.factor(t) * c2.squareRoot() / c1
         let b1 = beta1, b2 = beta2, eps = epsilon * c2.squareRoot()
+        if vector {
+            m.withUnsafeMutableBufferPointer { mp in
+                v.withUnsafeMutableBufferPointer { vp in
+                    parameters.withUnsafeMutableBufferPointer { p in
+                        gradient.withUnsafeBufferPointer { g in
+                            adamUpdate(parameters: p, gradient: g, firstMoment: mp, secondMoment: vp,
+                                       beta1: b1, beta2: b2, stepSize: alpha, epsilon: eps)
+                        }
+                    }
+                }
+            }
+            return
+        }
         m.withUnsafeMutableBufferPointer { mp in
             v.withUnsafeMutableBufferPointer { vp in
                 parameters.withUnsafeMutableBufferPointer { p in
