@@ -98,6 +98,7 @@ runs=(
   "A_mc_own|per-datapoint --e-solver adam"
   "A_exact_own|per-datapoint"
   "A_mc_stl|per-datapoint --e-solver adam --kl stl"
+  "A_mc_avg|per-datapoint --e-solver adam --averaging 4"
   "EM_own|em"
 )
 for entry in "${runs[@]}"; do
@@ -172,6 +173,7 @@ pairs = [
     ("A", "NumPyro (1-sample MC)", "0.01", "A_mc_own", "per-datapoint, Adam E-step + closed-form M"),
     ("A", "Pyro (1-sample MC)", "0.01", "A_mc_matched", "per-datapoint, 5 Adam E-steps + θ Adam step, 0.01"),
     ("A", "NumPyro (1-sample MC)", "0.01", "A_mc_stl", "per-datapoint, Adam E-step, --kl stl, closed-form M"),
+    ("A", "NumPyro (1-sample MC)", "0.01", "A_mc_avg", "per-datapoint, Adam E-step, iterate averaging (--averaging 4)"),
     ("A", "JAX exact gradient", "0.05", "A_exact_own", "per-datapoint, closed-form E and M (variational EM)"),
     ("EM", "numpy exact EM", "—", "EM_own", "exact EM in moment form"),
 ]

@@ -18,12 +18,14 @@ struct Fit: ParsableCommand {
         discussion: """
         Strategies:
           mle            the closed-form maximum-likelihood fit (Tipping & Bishop), the ceiling.
-          em             exact EM: the notes' "E step / M step" with q = p(z|y) in closed form.
+          em             exact EM: the notes' "E step / M step" with q = p(z|y) in closed form,
+                         parameter-expanded by default (--acceleration).
           per-datapoint  part A of the notes (variational inference): one Gaussian q_n per point,
                          optimised by --e-solver, alternating with a θ step (--m-step).
           amortized      part B (amortization): an encoder g_φ(y) fitted by --encoder-steps
                          gradient steps with θ held, alternating with a θ step (variational EM).
-          joint          part C (joint training, the VAE): one Adam step on θ and φ together.
+          joint          part C (joint training, the VAE): θ and φ together, by one L-BFGS iteration
+                         on the exact ELBO (the default) or one Adam step (--gradient reparam, …).
 
         Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at logged iterations),
         DIR/summary.json and DIR/params.json.

@@ -295,6 +295,7 @@ struct IterateAveragingTests {
         var o = FitOptions(strategy: strategy, latent: 2)
         o.seed = 5
         o.kl = .stl
+        o.decay = 300   // one schedule for both runs (averaging alone would resolve to another)
         if strategy == .perDatapoint { o.eSolver = .adam } else { o.gradient = .reparam }
         let plain = try makeEngine(o, data: EngineTests.data)
         o.averaging = power
@@ -314,6 +315,22 @@ struct IterateAveragingTests {
         }
         // Power: the average is not the last iterate.
         #expect(zip(actual, iterates.last!).contains { abs($0 - $1) > 1e-6 * scale })
+    }
+
+    @Test("--averaging runs its engine with the decay it resolves to (τ = 1000), not the plain run's (τ = 100)",
+          arguments: [Strategy.joint, .perDatapoint])
+    func averagingDecayReachesTheEngine(strategy: Strategy) throws {
+        func curve(decay: Double?) throws -> String {
+            var o = EngineTests.fixedLength(strategy, seed: 4, iterations: 30)
+            if strategy == .perDatapoint { o.eSolver = .adam } else { o.gradient = .reparam }
+            o.averaging = 4
+            o.decay = decay
+            #expect(decay != nil || o.resolvedSchedule == .decay(halfLife: 1000, power: 1))
+            return EngineTests.curveWithoutSeconds(try FitRunner().fit(EngineTests.data, options: o))
+        }
+        let resolved = try curve(decay: nil)
+        #expect(resolved == (try curve(decay: 1000)))
+        #expect(resolved != (try curve(decay: 100)))
     }
 
     @Test("averaging is refused where it has no meaning: em, and a full covariance")

@@ -33,9 +33,6 @@ public protocol InferenceEngine: AnyObject {
 /// Builds the engine that `options` describe, starting from the seed's shared initial θ.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
     try data.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
-    let rng = RandomSource(seed: options.seed)
-    // Drawn first, from the same stream, for every strategy: curves start from one point.
-    let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
     if let power = options.averaging {
         guard options.strategy != .mle && options.strategy != .em else {
             throw InputError("--averaging applies to per-datapoint, amortized and joint runs, not \(options.strategy.rawValue)")
@@ -46,8 +43,13 @@ public func makeEngine(_ options: FitOptions, data: Dataset) throws -> Inference
         }
         var plain = options
         plain.averaging = nil
+        // The step-size decay that averaging calls for, which the plain options would not resolve to.
+        plain.decay = options.decay ?? options.defaultDecay
         return AveragedEngine(try makeEngine(plain, data: data), power: power)
     }
+    let rng = RandomSource(seed: options.seed)
+    // Drawn first, from the same stream, for every strategy: curves start from one point.
+    let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
     switch options.resolvedAcceleration {
     case .none: break
     case .px where options.strategy == .em || options.isVariationalEM: break

@@ -185,7 +185,8 @@ public struct FitOptions: Sendable, Equatable, Codable {
         return tau > 0 ? .decay(halfLife: tau, power: decayPower ?? 1) : .constant
     }
 
-    private var defaultDecay: Double {
+    /// τ when `decay` is not given.
+    var defaultDecay: Double {
         guard isStochastic else { return 300 }
         // Averaging removes the noise a slowly decaying step leaves (joint, per-datapoint).
         if strategy != .amortized && averaging != nil { return 1000 }
