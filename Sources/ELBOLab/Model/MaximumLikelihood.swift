@@ -107,7 +107,7 @@ extension LinearGaussianModel {
     ///
     /// With `expanded`, the step is PX-EM's (Liu, Rubin & Wu 1998): the M-step also fits the
     /// prior's covariance, C = (1/N) Σ E[z zᵀ] = (s2 I + M⁻¹ Wᵀ S W) M⁻¹, and the reduction
-    /// z ↦ L z (L Lᵀ = C) gives W ← W_new L. Plain EM moves the scale of each column of W by a
+    /// back to N(0, I), z = L z′ (L Lᵀ = C), gives W ← W_new L. Plain EM moves the scale of each column of W by a
     /// factor ≈ 1 − 2 s2(λ − s2)/λ² per step, slow when λ/s2 is large (~10⁵ on the wine data);
     /// the expansion fits that scale in one step. PX-EM is EM on a model with the same marginal
     /// p(y), so it never lowers the log-likelihood either.
@@ -161,7 +161,7 @@ extension LinearGaussianModel {
     ///
     /// With `expanded`, the M-step also fits a prior N(μ, diag c) on z (parameter-expanded
     /// variational EM, after Qi & Jaakkola 2006): μ = the mean of the m_n, c = diag(B S Bᵀ + diag v),
-    /// the spread of q about μ. The reduction z ↦ μ + diag(√c) z keeps every q_n diagonal and
+    /// the spread of q about μ. The reduction z = μ + diag(√c) z′ keeps every q_n diagonal and
     /// gives W ← W_new diag(√c), b ← b_new + W_new μ = ȳ. Plain steps move the scale of W's
     /// columns and b by factors near 1 when λ/s2 is large; these moves take one step. The
     /// ELBO never falls: the reduced (θ, q) have the expanded step's ELBO, and the next
