@@ -236,20 +236,9 @@ extension ELBOGradient {
                 if estimator == .reparam {
                     let g = ELBOGradient.latent(batch: batch, model: model, locations: z)
                     for i in gm.storage.indices {
-                        let e = eps.storage[i], s = sd[i]
-                        switch kl {
-                        case .analytic:
-                            gm.storage[i] += g.storage[i]
-                            gl.storage[i] += g.storage[i] * 0.5 * s * e
-                        case .mc:
-                            gm.storage[i] += g.storage[i] - z.storage[i]
-                            gl.storage[i] += (g.storage[i] - z.storage[i]) * 0.5 * s * e + 0.5
-                        case .stl:
-                            // ∂/∂z [log p(y, z) − log q(z)] = g − z + ε/s; ∂z/∂m = 1, ∂z/∂log v = ½ s ε.
-                            let path = g.storage[i] - z.storage[i] + e / s
-                            gm.storage[i] += path
-                            gl.storage[i] += path * 0.5 * s * e
-                        }
+                        let d = reparameterizedTerms(kl, latent: g.storage[i], z: z.storage[i], noise: eps.storage[i], scale: sd[i])
+                        gm.storage[i] += d.mean
+                        gl.storage[i] += d.logVariance
                     }
                 } else {
                     // f_n = log p(y_n | z_n) (+ log p(z_n) − log q(z_n) with the MC KL), up to constants
@@ -314,6 +303,23 @@ extension ELBOGradient {
 }
 
 extension ELBOGradient {
+    /// One draw's contribution to ∂/∂(m, log v) of one coordinate, z = m + s ε, from
+    /// `latent` = ∂/∂z log p(y | z) at z. Analytic KL: its terms are added once after the draws.
+    @inline(__always)
+    static func reparameterizedTerms(_ kl: KLEstimator, latent g: Double, z: Double, noise e: Double,
+                                     scale s: Double) -> (mean: Double, logVariance: Double) {
+        switch kl {
+        case .analytic:
+            return (g, g * 0.5 * s * e)
+        case .mc:
+            return (g - z, (g - z) * 0.5 * s * e + 0.5)
+        case .stl:
+            // ∂/∂z [log p(y, z) − log q(z)] = g − z + ε/s; ∂z/∂m = 1, ∂z/∂log v = ½ s ε.
+            let path = g - z + e / s
+            return (path, path * 0.5 * s * e)
+        }
+    }
+
     /// The reparameterised estimate of ∂ELBO_n/∂(m_n, log v_n) for every point with θ held, as
     /// ``meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)`` with `.reparam`
     /// computes it from the same draws, but from p_n = Wᵀ(y_n − b) instead of the rows:
@@ -347,20 +353,10 @@ extension ELBOGradient {
                 for c in 0..<j {
                     var gz = 0.0
                     for l in 0..<j { gz += g[c * j + l] * z[l] }
-                    let i = row + c, e = noise[i], s = sd[i]
-                    let latent = (p[i] - gz) * inverseS2
-                    switch kl {
-                    case .analytic:
-                        gm[i] += latent
-                        gl[i] += latent * 0.5 * s * e
-                    case .mc:
-                        gm[i] += latent - z[c]
-                        gl[i] += (latent - z[c]) * 0.5 * s * e + 0.5
-                    case .stl:
-                        let path = latent - z[c] + e / s
-                        gm[i] += path
-                        gl[i] += path * 0.5 * s * e
-                    }
+                    let i = row + c
+                    let d = reparameterizedTerms(kl, latent: (p[i] - gz) * inverseS2, z: z[c], noise: noise[i], scale: sd[i])
+                    gm[i] += d.mean
+                    gl[i] += d.logVariance
                 }
             }
         }
