@@ -64,22 +64,6 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("noise-variance"), help: "Hold the noise variance s2 fixed at this value (known noise).")
-    var noiseVariance: Double?
-
-    @Flag(name: .customLong("no-offset"), help: "Hold the offset b at 0 (the notes' model y = θ₁z).")
-    var noOffset = false
-
-    var constraints: ModelConstraints { ModelConstraints(noiseVariance: noiseVariance, zeroOffset: noOffset) }
-
-    func validate() throws {
-        if let s2 = noiseVariance, !(s2 > 0 && s2.isFinite) {
-            throw ValidationError("--noise-variance must be a positive number, got \(s2)")
-        }
-    }
-}
-
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw a data set from the model with random parameters.",

@@ -3,114 +3,61 @@ import ELBOLab
 import Foundation
 
 extension Strategy: ExpressibleByArgument {}
-extension ESolver: ExpressibleByArgument {}
-extension MStep: ExpressibleByArgument {}
-extension EncoderKind: ExpressibleByArgument {}
-extension GradientEstimator: ExpressibleByArgument {}
-extension KLEstimator: ExpressibleByArgument {}
-extension OptimizerKind: ExpressibleByArgument {}
-extension Acceleration: ExpressibleByArgument {}
-extension GaussianPosteriors.Family: ExpressibleByArgument {}
 
 struct Fit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fit the model to a CSV file with one strategy and score it exactly.",
+        usage: "elbolab fit --data <csv> --latent <J> --strategy <strategy> --output <dir> [<fit options>]",
         discussion: """
         Strategies:
-          mle            the closed-form maximum-likelihood fit (Tipping & Bishop), the ceiling.
-          em             exact EM: the notes' "E step / M step" with q = p(z|y) in closed form,
-                         parameter-expanded by default (--acceleration).
-          per-datapoint  part A of the notes (variational inference): one Gaussian q_n per point,
-                         optimised by --e-solver, alternating with a θ step (--m-step).
-          amortized      part B (amortization): an encoder g_φ(y) fitted by --encoder-steps
-                         gradient steps with θ held, alternating with a θ step (variational EM).
-          joint          part C (joint training, the VAE): θ and φ together, by one L-BFGS iteration
-                         on the exact ELBO (the default) or one Adam step (--gradient reparam, …).
+          mle            the closed-form maximum-likelihood fit (Tipping & Bishop),
+                         the ceiling.
+          em             exact EM: the notes' "E step / M step" with q = p(z|y) in
+                         closed form, parameter-expanded by default.
+          per-datapoint  part A of the notes (variational inference): one Gaussian
+                         q_n per point, optimised by --e-solver, alternating with a
+                         θ step (--m-step).
+          amortized      part B (amortization): an encoder g_φ(y) fitted by
+                         --encoder-steps steps with θ held, alternating with a θ
+                         step (variational EM).
+          joint          part C (joint training, the VAE): θ and φ together, by
+                         one L-BFGS iteration on the exact ELBO (the default) or
+                         one Adam step (--gradient reparam, …).
 
-        Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at logged iterations),
-        DIR/summary.json and DIR/params.json.
+        Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at
+        logged iterations), DIR/summary.json and DIR/params.json.
 
         Examples:
           elbolab fit --data data.csv --latent 3 --strategy mle --output out/mle
-          elbolab fit --data data.csv --latent 3 --strategy per-datapoint --e-solver bfgs --output out/a
-          elbolab fit --data data.csv --latent 3 --strategy joint --gradient reparam --samples 1 --output out/c
-          elbolab fit --data data.csv --latent 3 --strategy amortized --gradient reparam --kl stl --output out/b
-          elbolab fit --data scalar.csv --latent 1 --strategy em --noise-variance 0.25 --no-offset --output out/em
-        """
+          elbolab fit --data data.csv --latent 3 --strategy per-datapoint
+              --e-solver bfgs --output out/a
+          elbolab fit --data data.csv --latent 3 --strategy joint
+              --gradient reparam --samples 1 --output out/c
+          elbolab fit --data data.csv --latent 3 --strategy amortized
+              --gradient reparam --kl stl --output out/b
+          elbolab fit --data scalar.csv --latent 1 --strategy em
+              --noise-variance 0.25 --no-offset --output out/em
+
+        Fit options (also the run options of experiment specs; an option given to a
+        run it does not apply to is refused):
+        """ + "\n" + FitOptionTable.help(width: 76)
     )
 
     @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
-    @Option(help: "Latent dimension J (1…D−1, or 1…D with --noise-variance).") var latent: Int
     @Option(help: "mle | em | per-datapoint | amortized | joint.") var strategy: Strategy
-    @OptionGroup var model: ModelOptions
     @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
-    @Option(help: "Iteration cap (default: 10000 for em, 100000 otherwise).") var iterations: Int?
-    @Option(name: .customLong("max-seconds"), help: "Training-time cap in seconds.") var maxSeconds: Double = 60
-    @Option(help: "Stop when the exact ELBO gains less than this (nats/point) over the window, and with exact gradients also moves less than this (default 1e-6; 1e-10 for em).") var tolerance: Double?
-    @Option(help: "Logged rows the stop rule looks back over (default 5; 10 with Monte Carlo gradients).") var window: Int?
-    @Option(name: .customLong("log-every"), help: "Log every K iterations (default: a geometric grid, ~20 rows a decade).") var logEvery: Int?
-    @Option(help: "per-datapoint: diagonal | full covariance of each q_n.") var covariance: GaussianPosteriors.Family = .diagonal
-    @Option(name: .customLong("e-solver"), help: "per-datapoint: closed-form | bfgs | adam.") var eSolver: ESolver = .closedForm
-    @Option(name: .customLong("e-steps"), help: "per-datapoint: inner iterations per E-step (default 50 for bfgs, 5 for adam).") var eSteps: Int?
-    @Option(name: .customLong("m-step"), help: "per-datapoint, amortized: closed-form | gradient.") var mStep: MStep = .closedForm
-    @Option(help: "amortized, joint: linear | mlp.") var encoder: EncoderKind = .linear
-    @Option(help: "MLP encoder width.") var hidden: Int = 32
-    @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 1
-    @Option(help: "amortized, joint: exact (default: the closed-form expected gradient) | reparam (the notes' Monte Carlo method) | score.") var gradient: GradientEstimator?
-    @Option(help: "Monte Carlo gradients (--gradient reparam|score, --e-solver adam): the KL term: analytic (closed form, the peers' choice) | mc (log q − log p at the draws) | stl (mc with q's parameters held fixed inside log q: the path-derivative, 'sticking the landing' estimator, whose noise vanishes as q reaches the exact posterior).") var kl: KLEstimator = .analytic
-    @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
-    @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
-    @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
-    @Option(help: "em, and per-datapoint with closed-form E- and M-steps: px (parameter expansion: the M-step also fits the prior of z, then maps back; the default) | none (the notes' plain steps) | squarem (em only: extrapolate from two EM steps, keep the result when log p rises).") var acceleration: Acceleration?
-    @Option(name: .customLong("learning-rate"), help: "Adam step size (default 0.05; 0.1 for amortized and joint with Monte Carlo gradients).") var learningRate: Double?
-    @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint and per-datapoint with --averaging; 0 keeps the step constant).") var decay: Double?
-    @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
-    @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
+    /// Every other flag: the fit options of ``FitOptionTable`` (listed in the discussion above).
+    @Argument(parsing: .allUnrecognized, help: .hidden) var settings: [String] = []
 
-    func validate() throws {
-        if iterations.map({ $0 < 0 }) == true { throw ValidationError("--iterations must be non-negative") }
-        if !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds)") }
-        if let t = tolerance, !(t >= 0) { throw ValidationError("--tolerance must be non-negative, got \(t)") }
-        if let window, window < 1 { throw ValidationError("--window must be at least 1") }
-        if let e = logEvery, e < 1 { throw ValidationError("--log-every must be at least 1") }
-        if let e = eSteps, e < 1 { throw ValidationError("--e-steps must be at least 1") }
-        if encoderSteps < 1 { throw ValidationError("--encoder-steps must be at least 1") }
-        if samples < 1 { throw ValidationError("--samples must be at least 1") }
-        if hidden < 1 { throw ValidationError("--hidden must be at least 1") }
-        if let b = batch, b < 1 { throw ValidationError("--batch must be at least 1") }
-        if let lr = learningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--learning-rate must be a positive number") }
-        if let d = decay, !(d >= 0) { throw ValidationError("--decay must be non-negative") }
-        if let a = averaging, !(a >= 0 && a.isFinite) { throw ValidationError("--averaging must be a non-negative number") }
-    }
-
-    var options: FitOptions {
-        var o = FitOptions(strategy: strategy, latent: latent)
-        o.constraints = model.constraints
+    /// The options the flags give, checked (ranges, scope, combinations) before any data is read.
+    func options() throws -> FitOptions {
+        var o = FitOptions(strategy: strategy, latent: 0)
         o.seed = seed
-        o.iterations = iterations
-        o.maxSeconds = maxSeconds
-        o.tolerance = tolerance
-        o.window = window
-        o.logEvery = logEvery
-        o.covariance = covariance
-        o.eSolver = eSolver
-        o.eSteps = eSteps
-        o.mStep = mStep
-        o.encoder = encoder
-        o.hidden = hidden
-        o.encoderSteps = encoderSteps
-        o.gradient = gradient
-        o.kl = kl
-        o.samples = samples
-        o.batch = batch
-        o.optimizer = optimizer
-        o.learningRate = learningRate
-        o.decay = decay
-        o.decayPower = decayPower
-        o.averaging = averaging
-        o.acceleration = acceleration
+        let given = try FitOptionTable.parse(settings, into: &o)
+        guard given.contains("latent") else { throw InputError("--latent is required: the latent dimension J (see elbolab fit --help)") }
+        try o.validate(given: given)
         return o
     }
 
@@ -119,10 +66,11 @@ struct Fit: ParsableCommand {
     }
 
     private func fit() throws {
+        let options = try options()
         let dataset = try Dataset.load(csv: data)
         // Bad input must leave no files: check the data against the options before creating
         // the output folder, and remove the folders created here if the fit itself fails.
-        try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
+        try dataset.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
         var created: String? = nil   // the outermost folder makeFolder is about to create
         var ancestor = URL(fileURLWithPath: output).standardizedFileURL
         while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {

@@ -87,10 +87,11 @@ struct EngineTests {
     static func fixedLength(_ strategy: Strategy, seed: UInt64, iterations: Int = 20) -> FitOptions {
         var o = FitOptions(strategy: strategy, latent: 2)
         o.seed = seed
+        guard strategy != .mle else { return o }   // no iterations: the stop options do not apply
         o.iterations = iterations
         o.logEvery = 1
         o.maxSeconds = 1e9
-        o.tolerance = -.infinity   // never "converged": every run has exactly `iterations` steps
+        o.window = .max   // a window longer than any run: never "converged", every run has exactly `iterations` steps
         return o
     }
 
@@ -202,7 +203,7 @@ struct EngineTests {
         var em = Self.options(.em)
         em.acceleration = Acceleration.none   // the notes' EM steps, which BFGS-full's explicit steps are
         em.iterations = last.iteration
-        em.tolerance = -.infinity
+        em.window = .max
         em.maxSeconds = 1e9
         let exact = try FitRunner().fit(data, options: em)
         let emRows = Dictionary(uniqueKeysWithValues: exact.curve.map { ($0.iteration, $0.score.logLikelihood) })

@@ -46,7 +46,7 @@ import Testing
         {"label": "em", "strategy": "em", "iterations": 40},
         {"label": "per-datapoint closed-form", "strategy": "per-datapoint", "e-solver": "closed-form", "iterations": 60},
         {"label": "amortized, reparam", "strategy": "amortized", "gradient": "reparam", "iterations": 25},
-        {"label": "joint", "strategy": "joint", "encoder_steps": 1, "iterations": 80}
+        {"label": "joint", "strategy": "joint", "iterations": 80}
       ]
     }
     """

@@ -53,7 +53,9 @@ struct SquaremTests {
         o = FitOptions(strategy: .amortized, latent: 3)
         o.acceleration = .px
         #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
-        o.acceleration = Acceleration.none
+        o.acceleration = Acceleration.none   // acceleration does not apply to amortized at all
+        #expect(throws: InputError.self) { _ = try makeEngine(o, data: Self.data) }
+        o.acceleration = nil
         #expect(throws: Never.self) { _ = try makeEngine(o, data: Self.data) }
     }
 }

@@ -36,11 +36,6 @@ final class EncoderEngine: InferenceEngine {
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
-        if let b = options.batch, b < 1 || b > data.count {
-            throw InputError("--batch \(b) is out of range: it must be in 1…\(data.count) (the number of rows)")
-        }
-        if options.samples < 1 { throw InputError("--samples \(options.samples) must be at least 1") }
-        if options.encoder == .mlp && options.hidden < 1 { throw InputError("--hidden \(options.hidden) must be at least 1") }
         name = options.strategy.rawValue
         self.data = data
         self.options = options
@@ -73,12 +68,7 @@ final class EncoderEngine: InferenceEngine {
             ? LinearEncoderReparameterized(data: data, kl: options.kl).flatMap { [batchSize] in $0.accepts(batchSize: batchSize) ? $0 : nil }
             : nil
         if options.resolvedOptimizer != .adam {
-            guard options.resolvedGradient == .exact else {
-                throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
-            }
-            guard options.batch == nil || options.batch == data.count else {
-                throw InputError("--optimizer \(options.resolvedOptimizer.rawValue) works on the full batch: drop --batch")
-            }
+            // makeEngine checked that the options allow it: the exact objective on the full batch.
             let thetaCount = parameterization.count, phiCount = encoder.parameters.count
             if options.strategy == .joint {
                 // Whitening needs S's eigenvectors: skipped for wide data (D > N), where S is never formed.

@@ -31,33 +31,30 @@ public protocol InferenceEngine: AnyObject {
 }
 
 /// Builds the engine that `options` describe, starting from the seed's shared initial θ.
+///
+/// - Throws: ``InputError`` when the options do not hold together (``FitOptions/validate(given:)``)
+///   or do not fit the data.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
+    try options.validate()
     try data.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
+    if let b = options.batch, b > data.count {
+        throw InputError("--batch \(b) is out of range: it must be in 1…\(data.count) (the number of rows)")
+    }
+    return try buildEngine(options, data: data)
+}
+
+/// The engine of checked options.
+private func buildEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
     if let power = options.averaging {
-        guard options.strategy != .mle && options.strategy != .em else {
-            throw InputError("--averaging applies to per-datapoint, amortized and joint runs, not \(options.strategy.rawValue)")
-        }
-        guard power >= 0 && power.isFinite else { throw InputError("--averaging \(power) must be a non-negative number") }
-        guard options.covariance == .diagonal else {
-            throw InputError("--averaging works with a diagonal covariance only (drop --covariance full)")
-        }
         var plain = options
         plain.averaging = nil
         // The step-size decay that averaging calls for, which the plain options would not resolve to.
         plain.decay = options.decay ?? options.defaultDecay
-        return AveragedEngine(try makeEngine(plain, data: data), power: power)
+        return AveragedEngine(try buildEngine(plain, data: data), power: power)
     }
     let rng = RandomSource(seed: options.seed)
     // Drawn first, from the same stream, for every strategy: curves start from one point.
     let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
-    switch options.resolvedAcceleration {
-    case .none: break
-    case .px where options.strategy == .em || options.isVariationalEM: break
-    case .squarem where options.strategy == .em: break
-    case let other:
-        let scope = other == .px ? "em and per-datapoint with closed-form E- and M-steps" : "em only"
-        throw InputError("--acceleration \(other.rawValue) applies to \(scope), not this \(options.strategy.rawValue) run")
-    }
     switch options.strategy {
     case .mle:
         return ClosedFormEngine(data: data, options: options)

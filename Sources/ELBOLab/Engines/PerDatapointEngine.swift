@@ -21,9 +21,6 @@ final class PerDatapointEngine: InferenceEngine {
     private var iteration = 0
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
-        if options.eSolver == .adam && options.covariance == .full {
-            throw InputError("--e-solver adam supports --covariance diagonal only (use closed-form or bfgs for full)")
-        }
         self.data = data
         self.options = options
         self.rng = rng

@@ -264,13 +264,8 @@ enum SpecValue: Decodable, Sendable {
 struct SpecReader {
     let file: String
 
-    /// The keys a run (and `defaults`) may set, by their CLI names.
-    static let runOptionKeys = [
-        "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
-        "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
-        "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
-        "acceleration",
-    ]
+    /// The keys a run (and `defaults`) may set: the options of ``FitOptionTable``.
+    static var runOptionKeys: [String] { FitOptionTable.names }
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
                           "defaults", "runs", "counts", "variance"]
@@ -415,28 +410,27 @@ struct SpecReader {
         let data = try dataSpec(try required(top, "data", "a simulation {dim, latent, count, noise-variance, seed} or {\"csv\": path, \"latent\": J}"),
                                 top.at("data"), needsCount: kind != .scaling)
 
-        // Base options: the stop rule and log schedule, then `defaults`, then each run's own keys.
-        var base = FitOptions(strategy: .em, latent: data.latent)
-        var baseSettings: [(String, String)] = []
+        // Inherited settings: the stop rule and log schedule, then `defaults`; each run's own keys
+        // come last. Inherited settings apply to the runs they fit (a learning rate in `defaults`
+        // does not reach an em run); a run's own keys must apply to it.
+        var inherited = Fields(path: "")
         if let stop = top["stop"] {
-            let f = try object(stop, top.at("stop"), allowed: Self.stopKeys)
-            try applyOptions(f, to: &base, settings: &baseSettings)
+            inherited.merge(try object(stop, top.at("stop"), allowed: Self.stopKeys))
         }
         if let v = top["log-every"] {
-            let f = Fields(path: "", values: ["log-every": v], spelling: ["log-every": top.spelling["log-every"] ?? "log-every"])
-            try applyOptions(f, to: &base, settings: &baseSettings)
+            inherited.merge(Fields(path: "", values: ["log-every": v], spelling: ["log-every": top.spelling["log-every"] ?? "log-every"]))
         }
         if let d = top["defaults"] {
-            let f = try object(d, top.at("defaults"), allowed: Self.runOptionKeys,
-                               hint: "defaults take the run options: \(Self.runOptionKeys.joined(separator: ", "))")
-            try applyOptions(f, to: &base, settings: &baseSettings)
+            inherited.merge(try object(d, top.at("defaults"), allowed: Self.runOptionKeys,
+                                       hint: "defaults take the run options: \(Self.runOptionKeys.joined(separator: ", "))"))
         }
+        let base = FitOptions(strategy: .em, latent: data.latent)
 
         let runValues = try array(try required(top, "runs", "an array of runs, each with a label and a strategy"), top.at("runs"))
         var runs: [RunSpec] = []
         for (i, r) in runValues.enumerated() {
             let field = "\(top.at("runs"))[\(i)]"
-            let run = try runSpec(r, field, base: base, baseSettings: baseSettings)
+            let run = try runSpec(r, field, base: base, inherited: inherited)
             if runs.contains(where: { $0.label == run.label }) {
                 throw fail("\(field).label", "repeats the label \(JSON.quote(run.label)) (labels name the runs in tables and plots)")
             }
@@ -446,7 +440,7 @@ struct SpecReader {
         var variance: VarianceSpec? = nil
         if let v = top["variance"] {
             guard kind == .gradientVariance else { throw fail(top.at("variance"), "is only used by kind \"gradient-variance\"") }
-            variance = try varianceSpec(v, top.at("variance"), base: base)
+            variance = try varianceSpec(v, top.at("variance"), base: base, inherited: inherited)
         } else if kind == .gradientVariance {
             throw fail(top.at("variance"), "is missing (kind \"gradient-variance\" needs the study's settings)")
         }
@@ -524,7 +518,7 @@ struct SpecReader {
         return DataSpec(source: .simulated(sim), latent: latent)
     }
 
-    func runSpec(_ value: SpecValue, _ field: String, base: FitOptions, baseSettings: [(String, String)]) throws -> RunSpec {
+    func runSpec(_ value: SpecValue, _ field: String, base: FitOptions, inherited: Fields) throws -> RunSpec {
         var keys = ["label", "strategy"] + Self.runOptionKeys
         if case let .object(raw) = value, raw["seed"] != nil {
             throw fail("\(field).seed", "seeds are set for the whole experiment, in \"seeds\"")
@@ -538,17 +532,34 @@ struct SpecReader {
         }
         let strategy = try choice(try required(f, "strategy", "one of \(Strategy.allCases.map(\.rawValue).joined(separator: ", "))"),
                                   f.at("strategy"), "strategy", Strategy.self)
-        var options = base
-        options.strategy = strategy
-        var settings = baseSettings
-        var own = f
-        own.values["label"] = nil
-        own.values["strategy"] = nil
-        try applyOptions(own, to: &options, settings: &settings)
+        var start = base
+        start.strategy = strategy
+        let (options, settings) = try options(start, inherited: inherited, own: f.removing("label").removing("strategy"), field: field)
         return RunSpec(label: label, options: options, settings: settings)
     }
 
-    func varianceSpec(_ value: SpecValue, _ field: String, base: FitOptions) throws -> VarianceSpec {
+    /// `start` with the `inherited` settings that apply to the run and its `own` settings, all
+    /// checked as `fit` checks its flags.
+    func options(_ start: FitOptions, inherited: Fields, own: Fields, field: String) throws -> (FitOptions, [(String, String)]) {
+        var trial = start, ignored: [(String, String)] = []
+        try applyOptions(inherited, to: &trial, settings: &ignored)
+        try applyOptions(own, to: &trial, settings: &ignored)
+        var kept = inherited
+        for key in inherited.values.keys where own.values[key] == nil {
+            if let entry = FitOptionTable.entry(key), !entry.scope.contains(trial) { kept.values[key] = nil }
+        }
+        var options = start, settings: [(String, String)] = []
+        try applyOptions(kept, to: &options, settings: &settings)
+        try applyOptions(own, to: &options, settings: &settings)
+        let given = Set(kept.values.keys).union(own.values.keys).filter { key in
+            if case .null? = kept.values[key] ?? own.values[key] { return false }
+            return true
+        }
+        do { try options.validate(given: given) } catch let error as InputError { throw fail(field, error.message) }
+        return (options, settings)
+    }
+
+    func varianceSpec(_ value: SpecValue, _ field: String, base: FitOptions, inherited: Fields) throws -> VarianceSpec {
         let f = try object(value, field, allowed: Self.varianceKeys)
         let w = try object(try required(f, "warmup", "the run that produces (θ, q): a strategy, its options and iterations"),
                            f.at("warmup"), allowed: (["strategy"] + Self.runOptionKeys).sorted())
@@ -557,10 +568,9 @@ struct SpecReader {
             throw fail(w.at("strategy"), "must be amortized, joint or per-datapoint (a strategy with a mean-field q), got \(JSON.quote(strategy.rawValue))")
         }
         let iterations = try integer(try required(w, "iterations", "warm-up steps before (θ, q) is frozen"), w.at("iterations"), min: 0)
-        var warmup = base
-        warmup.strategy = strategy
-        var ignored: [(String, String)] = []
-        try applyOptions(w.removing("strategy"), to: &warmup, settings: &ignored)
+        var start = base
+        start.strategy = strategy
+        let (warmup, _) = try options(start, inherited: inherited, own: w.removing("strategy").removing("iterations"), field: w.path)
         if warmup.covariance == .full { throw fail(w.at("covariance"), "must be diagonal: the estimators are for a mean-field q") }
         let samples = try array(try required(f, "samples", "numbers of samples K, e.g. [1, 10, 100]"), f.at("samples"))
             .enumerated().map { try integer($0.element, "\(f.at("samples"))[\($0.offset)]", min: 1) }
@@ -585,62 +595,16 @@ struct SpecReader {
     func applyOptions(_ f: Fields, to o: inout FitOptions, settings: inout [(String, String)]) throws {
         for key in f.values.keys.sorted() {
             let field = f.at(key)
+            guard let entry = FitOptionTable.entry(key) else { throw fail(field, "unknown option \(JSON.quote(key))") }
+            settings.removeAll { $0.0 == key }
             guard let v = f[key] else {
                 // JSON null restores the default of an optional setting.
-                switch key {
-                case "noise-variance": o.constraints.noiseVariance = nil
-                case "iterations": o.iterations = nil
-                case "tolerance": o.tolerance = nil
-                case "log-every": o.logEvery = nil
-                case "e-steps": o.eSteps = nil
-                case "gradient": o.gradient = nil
-                case "batch": o.batch = nil
-                case "learning-rate": o.learningRate = nil
-                case "decay": o.decay = nil
-                case "decay-power": o.decayPower = nil
-                case "averaging": o.averaging = nil
-                case "acceleration": o.acceleration = nil
-                case "window": o.window = nil
-                default: throw fail(field, "cannot be null")
-                }
-                settings.removeAll { $0.0 == key }
+                guard let reset = entry.reset else { throw fail(field, "cannot be null") }
+                reset(&o)
                 continue
             }
-            var shown = v.shown
-            switch key {
-            case "latent": o.latent = try integer(v, field, min: 1)
-            case "noise-variance": o.constraints.noiseVariance = try positive(v, field)
-            case "no-offset": o.constraints.zeroOffset = try bool(v, field)
-            case "iterations": o.iterations = try integer(v, field, min: 0)
-            case "max-seconds": o.maxSeconds = try positive(v, field)
-            case "tolerance": o.tolerance = try nonNegative(v, field)
-            case "window": o.window = try integer(v, field, min: 1)
-            case "log-every": o.logEvery = try integer(v, field, min: 1)
-            case "covariance": o.covariance = try choice(v, field, "covariance", GaussianPosteriors.Family.self)
-            case "e-solver": o.eSolver = try choice(v, field, "e-solver", ESolver.self)
-            case "e-steps": o.eSteps = try integer(v, field, min: 1)
-            case "m-step": o.mStep = try choice(v, field, "m-step", MStep.self)
-            case "encoder": o.encoder = try choice(v, field, "encoder", EncoderKind.self)
-            case "hidden": o.hidden = try integer(v, field, min: 1)
-            case "encoder-steps": o.encoderSteps = try integer(v, field, min: 1)
-            case "gradient": o.gradient = try choice(v, field, "gradient", GradientEstimator.self)
-            case "kl": o.kl = try choice(v, field, "kl", KLEstimator.self)
-            case "samples": o.samples = try integer(v, field, min: 1)
-            case "batch": o.batch = try integer(v, field, min: 1)
-            case "optimizer": o.optimizer = try choice(v, field, "optimizer", OptimizerKind.self)
-            case "learning-rate": o.learningRate = try positive(v, field)
-            case "decay": o.decay = try nonNegative(v, field)
-            case "decay-power": o.decayPower = try positive(v, field)
-            case "averaging": o.averaging = try nonNegative(v, field)
-            case "acceleration": o.acceleration = try choice(v, field, "acceleration", Acceleration.self)
-            case "strategy", "label":
-                continue
-            default:
-                throw fail(field, "unknown option \(JSON.quote(key))")
-            }
-            if case let .string(s) = v { shown = s }
-            settings.removeAll { $0.0 == key }
-            settings.append((key, shown))
+            do { try entry.apply(.json(v), &o) } catch let problem as OptionProblem { throw fail(field, problem.message) }
+            if case let .string(s) = v { settings.append((key, s)) } else { settings.append((key, v.shown)) }
         }
     }
 }
@@ -650,6 +614,14 @@ extension SpecReader.Fields {
         self.init(path: path)
         self.values = values
         self.spelling = spelling
+    }
+
+    /// Adds `other`'s keys, replacing any already here; a key keeps its own field path.
+    mutating func merge(_ other: SpecReader.Fields) {
+        for (key, value) in other.values {
+            values[key] = value
+            spelling[key] = other.at(key)
+        }
     }
 
     func removing(_ key: String) -> SpecReader.Fields {
