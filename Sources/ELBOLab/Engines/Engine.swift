@@ -35,29 +35,36 @@ public protocol InferenceEngine: AnyObject {
 /// - Throws: ``InputError`` when the options do not hold together (``FitOptions/validate(given:)``)
 ///   or do not fit the data.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
+    try makeEngine(options, data: data, maximumLikelihood: nil)
+}
+
+/// ``makeEngine(_:data:)`` reusing the closed-form fit when the caller has it already.
+func makeEngine(_ options: FitOptions, data: Dataset, maximumLikelihood: MaximumLikelihoodFit?) throws -> InferenceEngine {
     try options.validate()
     try data.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
     if let b = options.batch, b > data.count {
         throw InputError("--batch \(b) is out of range: it must be in 1…\(data.count) (the number of rows)")
     }
-    return try buildEngine(options, data: data)
+    return try buildEngine(options, data: data, maximumLikelihood: maximumLikelihood)
 }
 
 /// The engine of checked options.
-private func buildEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
+private func buildEngine(_ options: FitOptions, data: Dataset, maximumLikelihood: MaximumLikelihoodFit?) throws -> InferenceEngine {
     if let power = options.averaging {
         var plain = options
         plain.averaging = nil
         // The step-size decay that averaging calls for, which the plain options would not resolve to.
         plain.decay = options.decay ?? options.defaultDecay
-        return AveragedEngine(try buildEngine(plain, data: data), power: power)
+        return AveragedEngine(try buildEngine(plain, data: data, maximumLikelihood: nil), power: power)
     }
     let rng = RandomSource(seed: options.seed)
     // Drawn first, from the same stream, for every strategy: curves start from one point.
     let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
     switch options.strategy {
     case .mle:
-        return ClosedFormEngine(data: data, options: options)
+        let fit = try maximumLikelihood
+            ?? LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
+        return try ClosedFormEngine(data: data, fit: fit)
     case .em:
         return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, acceleration: options.resolvedAcceleration)
     case .perDatapoint:
@@ -84,25 +91,15 @@ func checkModel(_ model: LinearGaussianModel, engine: String, iteration: Int) th
 /// The closed-form MLE as an engine that has converged before its first step.
 final class ClosedFormEngine: InferenceEngine {
     let name = Strategy.mle.rawValue
-    let data: Dataset
-    let options: FitOptions
-    lazy var fit: Result<MaximumLikelihoodFit, Error> = Result {
-        try LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
+    let model: LinearGaussianModel
+    private let q: GaussianPosteriors
+
+    init(data: Dataset, fit: MaximumLikelihoodFit) throws {
+        model = fit.model
+        q = try GaussianPosteriors.exactPosterior(of: fit.model, data: data)
     }
 
-    init(data: Dataset, options: FitOptions) {
-        self.data = data
-        self.options = options
-    }
-
-    var model: LinearGaussianModel {
-        // The fit was checked in `posteriors()` before the runner asks for the model.
-        (try? fit.get().model) ?? LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: RandomSource(seed: options.seed))
-    }
-
-    func posteriors() throws -> GaussianPosteriors {
-        try GaussianPosteriors.exactPosterior(of: try fit.get().model, data: data)
-    }
+    func posteriors() throws -> GaussianPosteriors { q }
 
     func step() throws -> StepWork { StepWork(dataPasses: 0, gradientEvaluations: 0) }
 }

@@ -83,7 +83,7 @@ public struct FitRunner {
     /// Fits `data` as `options` say.
     public func fit(_ data: Dataset, options: FitOptions) throws -> FitResult {
         let mle = try LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
-        let engine = try makeEngine(options, data: data)
+        let engine = try makeEngine(options, data: data, maximumLikelihood: mle)
         var result = FitResult(options: options, curve: [], model: engine.model, mle: mle,
                                stopReason: options.strategy == .mle ? .closedForm : .iterations, fault: nil)
         var passes = 0.0, gradients = 0, seconds = 0.0
