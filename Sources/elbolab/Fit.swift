@@ -23,6 +23,10 @@ struct Fit: ParsableCommand {
           joint          part C (joint training, the VAE): θ and φ together, by
                          one L-BFGS iteration on the exact ELBO (the default) or
                          one Adam step (--gradient reparam, …).
+          semi-amortized between A and B: the encoder proposes each q_n,
+                         --refine-steps exact gradient steps per point refine
+                         it, θ steps on the refined q; the encoder trains on
+                         its own ELBO (no gradient flows through the steps).
 
         Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at
         logged iterations), DIR/summary.json and DIR/params.json.
@@ -44,7 +48,7 @@ struct Fit: ParsableCommand {
     )
 
     @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
-    @Option(help: "mle | em | per-datapoint | amortized | joint.") var strategy: Strategy
+    @Option(help: "mle | em | per-datapoint | amortized | joint | semi-amortized.") var strategy: Strategy
     @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false

@@ -66,7 +66,7 @@ import Testing
 
     @Test func rejectsAnUnknownStrategyNamingTheField() {
         let message = Self.parseError(Self.spec(runs: #"{"label": "a", "strategy": "em"}, {"label": "b", "strategy": "em"}, {"label": "c", "strategy": "vae"}"#))
-        #expect(message == #"experiments/bad.json: runs[2].strategy: unknown strategy "vae" (expected one of mle, em, per-datapoint, amortized, joint)"#)
+        #expect(message == #"experiments/bad.json: runs[2].strategy: unknown strategy "vae" (expected one of mle, em, per-datapoint, amortized, joint, semi-amortized)"#)
     }
 
     @Test func rejectsAnUnknownOption() throws {

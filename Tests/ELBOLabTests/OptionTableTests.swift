@@ -30,7 +30,7 @@ import Testing
         // A run the option applies to, and a value in its domain.
         let runs: [(Strategy, [String])] = [
             (.joint, ["--encoder", "mlp", "--gradient", "reparam"]), (.amortized, ["--encoder", "mlp"]),
-            (.perDatapoint, ["--e-solver", "adam"]), (.em, []), (.perDatapoint, []),
+            (.perDatapoint, ["--e-solver", "adam"]), (.em, []), (.perDatapoint, []), (.semiAmortized, []),
         ]
         let values: [String?] = entry.isFlag ? [nil] : entry.choices ?? [name == "latent" ? "3" : "2"]
         var matched = false
@@ -58,9 +58,9 @@ import Testing
     @Test("an option given to a run it does not apply to is refused, naming it and where it applies")
     func scopeIsEnforced() throws {
         let cases: [(Strategy, [String], String)] = [
-            (.em, ["--encoder", "mlp"], "--encoder does not apply to this em run: it is for amortized and joint"),
+            (.em, ["--encoder", "mlp"], "--encoder does not apply to this em run: it is for amortized, joint and semi-amortized"),
             (.perDatapoint, ["--batch", "10"], "--batch does not apply to this per-datapoint run"),
-            (.joint, ["--hidden", "8"], "it is for amortized and joint with --encoder mlp"),
+            (.joint, ["--hidden", "8"], "it is for amortized, joint and semi-amortized with --encoder mlp"),
             (.joint, ["--m-step", "gradient"], "it is for per-datapoint and amortized"),
             (.joint, ["--kl", "stl"], "it is for Monte Carlo gradients"),
             (.mle, ["--tolerance", "1e-3"], "--tolerance does not apply to this mle run"),
@@ -131,7 +131,7 @@ import Testing
             let run = try elbolab(["fit", "--data", "missing.csv", "--latent", "2", "--strategy", "em", "--encoder", "mlp",
                                    "--output", "out"], in: folder)
             #expect(run.status != 0)
-            #expect(run.stderr == "Error: --encoder does not apply to this em run: it is for amortized and joint\n")
+            #expect(run.stderr == "Error: --encoder does not apply to this em run: it is for amortized, joint and semi-amortized\n")
             #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("out").path))
             let help = try elbolab(["fit", "--help"], in: folder)
             for name in FitOptionTable.names { #expect(help.stdout.contains("--\(name)"), "fit --help misses --\(name)") }
@@ -141,7 +141,7 @@ import Testing
     @Test("a spec's run keys must apply to the run; inherited defaults reach only the runs they apply to")
     func specScope() throws {
         let own = try #require(ExperimentTests.parseError(ExperimentTests.spec(runs: #"{"label": "a", "strategy": "em", "hidden": 8}"#)))
-        #expect(own == "experiments/bad.json: runs[0]: --hidden does not apply to this em run: it is for amortized and joint with --encoder mlp")
+        #expect(own == "experiments/bad.json: runs[0]: --hidden does not apply to this em run: it is for amortized, joint and semi-amortized with --encoder mlp")
         let json = ExperimentTests.spec(runs: #"{"label": "a", "strategy": "em"}, {"label": "b", "strategy": "joint", "gradient": "reparam"}"#,
                                         extra: #""stop": {"tolerance": 1e-6}, "defaults": {"learning-rate": 0.2, "encoder": "linear"},"#)
         let runs = try ExperimentSpec.parse(Data(json.utf8), path: "spec.json").runs

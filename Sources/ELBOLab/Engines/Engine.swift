@@ -71,6 +71,8 @@ private func buildEngine(_ options: FitOptions, data: Dataset, maximumLikelihood
         return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
     case .amortized, .joint:
         return try EncoderEngine(data: data, initial: initial, options: options, rng: rng)
+    case .semiAmortized:
+        return SemiAmortizedEngine(data: data, initial: initial, options: options, rng: rng)
     }
 }
 

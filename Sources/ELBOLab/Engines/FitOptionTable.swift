@@ -52,9 +52,9 @@ public enum FitOptionTable {
                      defaultRule: "analytic"),
             E.integer("samples", \.samples, min: 1, metavar: "K", scope: .monteCarlo,
                       help: "Monte Carlo samples per point per step.", defaultRule: "1"),
-            E.integers("batch", \.batch, min: 1, metavar: "B", scope: .encoder,
+            E.integers("batch", \.batch, min: 1, metavar: "B", scope: .encoderOptimizer,
                        help: "Minibatch size (at most N).", defaultRule: "the full batch"),
-            E.choices("optimizer", \.optimizer, scope: .encoder,
+            E.choices("optimizer", \.optimizer, scope: .encoderOptimizer,
                       help: "adam, or on the exact full-batch ELBO (--gradient exact) bfgs (GSL's BFGS2) or, for joint, lbfgs (limited-memory BFGS, 30 pairs, in whitened encoder coordinates).",
                       defaultRule: "lbfgs for joint with the exact gradient, the full batch and no Adam setting; adam otherwise"),
             E.choices("acceleration", \.acceleration, scope: .accelerable,
@@ -67,6 +67,10 @@ public enum FitOptionTable {
                     defaultRule: "300; 100 with Monte Carlo gradients; with --kl stl constant for amortized with the closed-form M-step and 300 per-datapoint; 1000 for joint and per-datapoint with --averaging"),
             E.reals("decay-power", \.decayPower, .positive, metavar: "κ", scope: .decaying,
                     help: "The power κ of the decay α/(1 + t/τ)^κ.", defaultRule: "1"),
+            E.integer("refine-steps", \.refineSteps, min: 0, metavar: "R", scope: .semiAmortized,
+                      help: "Exact gradient steps per point that refine the encoder's q_n (0: the amortized q).", defaultRule: "5"),
+            E.reals("refine-rate", \.refineRate, .positive, metavar: "α", scope: .semiAmortized,
+                    help: "The refinement's step size.", defaultRule: "1/λ_max(WᵀW/s2 + I) at the current θ, so every step raises each point's ELBO"),
             E.reals("averaging", \.averaging, .nonNegative, metavar: "η", scope: .averageable,
                     help: "Score the Polyak–Ruppert average of the iterates (θ and every q_n), weights growing like t^η (0: the plain average; larger forgets the start sooner).",
                     defaultRule: "off: the iterate itself"),
@@ -178,16 +182,18 @@ final class FitOptionScope: Sendable {
         $0.strategy == .perDatapoint && $0.eSolver != .closedForm
     }
     static let alternating = FitOptionScope("per-datapoint and amortized") { $0.strategy == .perDatapoint || $0.strategy == .amortized }
-    static let encoder = FitOptionScope("amortized and joint") { $0.strategy == .amortized || $0.strategy == .joint }
-    static let mlp = FitOptionScope("amortized and joint with --encoder mlp") { encoder.contains($0) && $0.encoder == .mlp }
-    static let amortized = FitOptionScope("amortized") { $0.strategy == .amortized }
-    static let monteCarlo = FitOptionScope("Monte Carlo gradients: amortized and joint with --gradient reparam or score, per-datapoint with --e-solver adam") {
+    static let encoder = FitOptionScope("amortized, joint and semi-amortized") { $0.strategy.hasEncoder }
+    static let encoderOptimizer = FitOptionScope("amortized and joint") { $0.strategy == .amortized || $0.strategy == .joint }
+    static let mlp = FitOptionScope("amortized, joint and semi-amortized with --encoder mlp") { encoder.contains($0) && $0.encoder == .mlp }
+    static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
+    static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
+    static let monteCarlo = FitOptionScope("Monte Carlo gradients: amortized, joint and semi-amortized with --gradient reparam or score, per-datapoint with --e-solver adam") {
         $0.strategy != .mle && $0.strategy != .em && $0.isStochastic
     }
-    static let adam = FitOptionScope("runs that take Adam steps: per-datapoint with --e-solver adam or --m-step gradient, amortized, joint with --optimizer adam") {
+    static let adam = FitOptionScope("runs that take Adam steps: per-datapoint with --e-solver adam or --m-step gradient, amortized, semi-amortized, joint with --optimizer adam") {
         $0.usesAdam
     }
-    static let adamSchedule = FitOptionScope("runs whose Adam step follows the schedule: per-datapoint with --e-solver adam, amortized, joint with --optimizer adam") {
+    static let adamSchedule = FitOptionScope("runs whose Adam step follows the schedule: per-datapoint with --e-solver adam, amortized, semi-amortized, joint with --optimizer adam") {
         $0.usesAdam && !($0.strategy == .perDatapoint && $0.eSolver != .adam)
     }
     static let decaying = FitOptionScope("runs whose Adam step decays (--decay above 0)") {
@@ -419,6 +425,7 @@ extension FitOptions {
         case .perDatapoint: return eSolver == .adam || mStep == .gradient
         case .amortized: return resolvedOptimizer == .adam || mStep == .gradient
         case .joint: return resolvedOptimizer == .adam
+        case .semiAmortized: return true
         }
     }
 
@@ -464,6 +471,7 @@ extension FitOptions {
         case .perDatapoint: return "per-datapoint run (--e-solver \(eSolver.rawValue), --m-step \(mStep.rawValue))"
         case .amortized, .joint:
             return "\(strategy.rawValue) run (--encoder \(encoder.rawValue), --gradient \(resolvedGradient.rawValue), --optimizer \(resolvedOptimizer.rawValue))"
+        case .semiAmortized: return "semi-amortized run (--encoder \(encoder.rawValue), --gradient \(resolvedGradient.rawValue))"
         case .mle, .em: return "\(strategy.rawValue) run"
         }
     }

@@ -10,6 +10,14 @@ public enum Strategy: String, Sendable, CaseIterable, Codable {
     case amortized
     /// Part C: θ and φ together by gradient ascent on the ELBO (the VAE).
     case joint
+    /// Between A and B: the encoder proposes each q_n, R per-point gradient steps refine it,
+    /// θ steps on the refined q (``SemiAmortizedEngine``).
+    case semiAmortized = "semi-amortized"
+}
+
+extension Strategy {
+    /// Whether q comes from an encoder g_φ(y).
+    public var hasEncoder: Bool { self == .amortized || self == .joint || self == .semiAmortized }
 }
 
 /// How the per-datapoint strategy solves its E-step.
@@ -106,6 +114,11 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// The power κ of the decay α/(1 + t/τ)^κ; nil the default, 1.
     public var decayPower: Double? = nil
 
+    /// Semi-amortized: the refinement steps R per point, and their rate α (nil:
+    /// ``PerPointRefinement/defaultRate(for:)``).
+    public var refineSteps: Int = 5
+    public var refineRate: Double? = nil
+
     /// Per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates with
     /// weights growing like t^η (``AveragedEngine``); nil scores the iterate itself.
     public var averaging: Double? = nil
@@ -127,7 +140,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
         switch strategy {
         case .mle, .em: return false
         case .perDatapoint: return eSolver == .adam
-        case .amortized, .joint: return resolvedGradient != .exact
+        case .amortized, .joint, .semiAmortized: return resolvedGradient != .exact
         }
     }
 
@@ -161,7 +174,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// whatever D is; measured on `synth` (seeds 1–6), 0.1 there reaches 0.01 and 0.001 sooner
     /// than 0.05 for joint (plain and `--kl stl`) and amortized `--kl stl`, and 0.2 diverges.
     public var resolvedLearningRate: Double {
-        learningRate ?? (isStochastic && (strategy == .amortized || strategy == .joint) ? 0.1 : 0.05)
+        learningRate ?? (isStochastic && strategy.hasEncoder ? 0.1 : 0.05)
     }
 
     /// Whether a constant step suffices for a Monte Carlo run: the amortized strategy with
