@@ -1,14 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The hot per-point kernels are compiled for AVX2 with FMA on x86-64; ELBOLab checks the processor
-// at run time and keeps its portable path on older ones.
-#if arch(x86_64)
-let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("ELBOLAB_AVX2")]
-#else
-let kernelSettings: [SwiftSetting] = []
-#endif
-
 let package = Package(
     name: "ELBOLab",
     products: [
@@ -24,7 +16,10 @@ let package = Package(
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
         .systemLibrary(name: "CGSL", path: "Sources/CGSL"),
-        .target(name: "ELBOLabKernels", swiftSettings: kernelSettings),
+        // The hot per-point kernels: C functions compiled for AVX2 with FMA by attribute (no unsafe
+        // flags), wrapped for Swift; ELBOLab checks the processor at run time (portable path else).
+        .target(name: "CELBOLabKernels"),
+        .target(name: "ELBOLabKernels", dependencies: ["CELBOLabKernels"]),
         .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels"]),
         .executableTarget(
             name: "elbolab",

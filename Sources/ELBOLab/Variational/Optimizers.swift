@@ -35,17 +35,23 @@ public enum StepSchedule: Equatable, Sendable, Codable {
 public struct Adam: GradientAscent {
     /// Base step size α.
     public var learningRate: Double
+    /// Decay rate β₁ of the first-moment average.
     public var beta1: Double
+    /// Decay rate β₂ of the second-moment average.
     public var beta2: Double
+    /// ε, added to √v̂ in the step's denominator.
     public var epsilon: Double
+    /// How α changes with the step count.
     public var schedule: StepSchedule
     private var m: [Double]
     private var v: [Double]
     /// Steps taken so far.
     public private(set) var t = 0
     /// Whether the vector kernel takes the step (``Kernels/usable`` when made; bit-identical).
-    private let vector = Kernels.usable
+    /// Internal and settable so that tests can run both paths.
+    var vector = Kernels.usable
 
+    /// Adam over `count` parameters, with zero moments.
     public init(count: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, schedule: StepSchedule = .constant) {
         self.learningRate = learningRate
