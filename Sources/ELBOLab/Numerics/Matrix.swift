@@ -51,6 +51,7 @@ public struct Matrix: Equatable, Sendable {
         return m
     }
 
+    /// The entry in row i, column j (row-major storage).
     @inline(__always)
     public subscript(i: Int, j: Int) -> Double {
         get { storage[i * cols + j] }
@@ -105,16 +106,19 @@ public struct Matrix: Equatable, Sendable {
     /// Largest absolute entry.
     public var maxAbs: Double { storage.reduce(0) { max($0, abs($1)) } }
 
+    /// The entrywise sum; the shapes must match.
     public static func + (a: Matrix, b: Matrix) -> Matrix {
         precondition(a.rows == b.rows && a.cols == b.cols)
         return Matrix(rows: a.rows, cols: a.cols, storage: zip(a.storage, b.storage).map(+))
     }
 
+    /// The entrywise difference; the shapes must match.
     public static func - (a: Matrix, b: Matrix) -> Matrix {
         precondition(a.rows == b.rows && a.cols == b.cols)
         return Matrix(rows: a.rows, cols: a.cols, storage: zip(a.storage, b.storage).map(-))
     }
 
+    /// Every entry of `a` times `s`.
     public static func * (s: Double, a: Matrix) -> Matrix {
         Matrix(rows: a.rows, cols: a.cols, storage: a.storage.map { s * $0 })
     }

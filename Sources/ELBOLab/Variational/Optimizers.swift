@@ -63,6 +63,7 @@ public struct Adam: GradientAscent {
         v = [Double](repeating: 0, count: count)
     }
 
+    /// One Adam step along `gradient`, ascending.
     public mutating func step(_ parameters: inout [Double], gradient: [Double]) {
         precondition(parameters.count == m.count && gradient.count == m.count)
         t += 1
@@ -100,15 +101,20 @@ public struct Adam: GradientAscent {
 
 /// Plain gradient ascent, `x ← x + α_t ∇f`.
 public struct PlainGradientAscent: GradientAscent {
+    /// Base step size α.
     public var learningRate: Double
+    /// How α changes with the step count.
     public var schedule: StepSchedule
+    /// Steps taken so far.
     public private(set) var t = 0
 
+    /// Gradient ascent with base step `learningRate` on `schedule`.
     public init(learningRate: Double, schedule: StepSchedule = .constant) {
         self.learningRate = learningRate
         self.schedule = schedule
     }
 
+    /// One step `x ← x + α_t ∇f`.
     public mutating func step(_ parameters: inout [Double], gradient: [Double]) {
         t += 1
         let a = learningRate * schedule.factor(t)
@@ -245,6 +251,7 @@ public final class BFGSMinimizer {
 /// each direction from the last step alone) it keeps curvature from many steps, so it needs
 /// several times fewer evaluations on the joint ELBO.
 public final class LBFGSMinimizer {
+    /// f and ∇f at x (see ``BFGSMinimizer/Objective``).
     public typealias Objective = BFGSMinimizer.Objective
 
     /// Number of variables.
