@@ -159,8 +159,12 @@ public struct Matrix: Equatable, Sendable {
 /// `c ← α · op(a) · op(b) + β · c` with `gsl_blas_dgemm` on views of the row-major storage.
 ///
 /// - Parameters:
-///   - a: left factor; `ta` uses its transpose.
-///   - b: right factor; `tb` uses its transpose.
+///   - a: left factor.
+///   - ta: use the transpose of `a`.
+///   - b: right factor.
+///   - tb: use the transpose of `b`.
+///   - alpha: the product's factor α.
+///   - beta: the factor β of `c`'s old value (0: overwritten).
 ///   - c: the result, of shape `rows(op(a)) × cols(op(b))`.
 public func gemm(_ a: Matrix, _ ta: Bool, _ b: Matrix, _ tb: Bool, alpha: Double = 1, beta: Double = 0, into c: inout Matrix) {
     let m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols
