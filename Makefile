@@ -8,7 +8,7 @@ PACKAGES   := libgsl-dev gnuplot-nox libopenblas-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TESTFLAGS  := -c release -Xswiftc -enable-testing
 
-.PHONY: all deps build test experiments bench fuzz clean
+.PHONY: all deps build test experiments bench fuzz docs clean
 
 all: build
 
@@ -28,10 +28,12 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product elbolab
 
-## test: every unit, property and end-to-end test
+## test: every unit, property and end-to-end test, then the README's library example built in a
+## consumer package that depends on ELBOLab by version (Tests/consumer/run.sh)
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build
+	Tests/consumer/run.sh
 
 ## experiments: run every spec in experiments/ and write results/
 experiments: build
@@ -54,6 +56,11 @@ FUZZBUILD   := --package-path Fuzz --scratch-path Fuzz/.build -c release \
 fuzz: deps
 	$(SWIFT) build $(FUZZBUILD)
 	FUZZTIME=$(FUZZTIME) FUZZMAXLEN=$(FUZZMAXLEN) Fuzz/run.sh $(FUZZTARGETS)
+
+## docs: the library's API reference, a static DocC site in .build/docs/ (index.html)
+docs: deps
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target ELBOLab \
+	  --disable-indexing --transform-for-static-hosting --output-path .build/docs
 
 clean:
 	rm -rf .build Fuzz/.build

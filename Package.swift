@@ -1,14 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The hot per-point kernels are compiled for AVX2 with FMA on x86-64; ELBOLab checks the processor
-// at run time and keeps its portable path on older ones.
-#if arch(x86_64)
-let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("ELBOLAB_AVX2")]
-#else
-let kernelSettings: [SwiftSetting] = []
-#endif
-
 let package = Package(
     name: "ELBOLab",
     products: [
@@ -20,11 +12,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // Property-based tests (random models, q and data; seeded, shrinking on failure).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // `make docs`: the DocC site of the library (swift package generate-documentation).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
         .systemLibrary(name: "CGSL", path: "Sources/CGSL"),
-        .target(name: "ELBOLabKernels", swiftSettings: kernelSettings),
+        // The hot per-point kernels: C functions compiled for AVX2 with FMA by attribute (no unsafe
+        // flags), wrapped for Swift; ELBOLab checks the processor at run time (portable path else).
+        .target(name: "CELBOLabKernels"),
+        .target(name: "ELBOLabKernels", dependencies: ["CELBOLabKernels"]),
         .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels"]),
         .executableTarget(
             name: "elbolab",

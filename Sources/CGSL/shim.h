@@ -36,16 +36,6 @@ static inline const gsl_multimin_fdfminimizer_type *elbolab_multimin_bfgs2(void)
     return gsl_multimin_fdfminimizer_vector_bfgs2;
 }
 
-// Whether the processor runs the AVX2 + FMA build of ELBOLabKernels (Haswell's feature set).
-static inline int elbolab_cpu_runs_haswell_code(void) {
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
-#else
-    return 0;
-#endif
-}
-
 #if defined(__GLIBC__)
 #include <malloc.h>
 static inline void elbolab_keep_buffers_on_heap(void) {

@@ -3,8 +3,9 @@ import Testing
 @testable import ELBOLab
 import ELBOLabKernels
 
-/// The vector kernels against libm and against ELBOLab's portable paths.
-@Suite("Vector kernels")
+/// The vector kernels against libm and against ELBOLab's portable paths; skipped, with a
+/// message, on a processor without AVX2 and FMA (where ELBOLab runs the portable paths only).
+@Suite("Vector kernels", .enabled(if: kernelsSupported, "this processor lacks AVX2 or FMA: the vector kernels are not run here"))
 struct KernelTests {
     /// Distance in units in the last place between two finite doubles of the same sign.
     static func ulps(_ a: Double, _ b: Double) -> UInt64 {
@@ -75,5 +76,65 @@ struct KernelTests {
         #expect(x.map(\.bitPattern) == xs.map(\.bitPattern))
         #expect(m.map(\.bitPattern) == ms.map(\.bitPattern))
         #expect(v.map(\.bitPattern) == vs.map(\.bitPattern))
+    }
+
+    @Test("Adam: the vector step and the portable step agree bit for bit over many steps")
+    func adamPathsAgree() {
+        let rng = RandomSource(seed: 9)
+        var x = (0..<13).map { _ in rng.gaussian() }, y = x
+        var vector = Adam(count: 13, learningRate: 0.01, schedule: .decay(halfLife: 10, power: 0.5)), portable = vector
+        vector.vector = true
+        portable.vector = false
+        for _ in 0..<50 {
+            let g = (0..<13).map { _ in rng.gaussian() }
+            vector.step(&x, gradient: g)
+            portable.step(&y, gradient: g)
+        }
+        #expect(x.map(\.bitPattern) == y.map(\.bitPattern))
+    }
+
+    @Test("Kernels.exponentials: the vector and the libm path within one ulp of each other")
+    func exponentialPathsAgree() {
+        let rng = RandomSource(seed: 10)
+        let xs = (0..<1001).map { _ in 60 * rng.uniform() - 30 }
+        var vector = [Double](repeating: .nan, count: xs.count), portable = vector
+        xs.withUnsafeBufferPointer { x in
+            vector.withUnsafeMutableBufferPointer { Kernels.exponentials(of: x, scaledBy: 0.5, into: $0, vector: true) }
+            portable.withUnsafeMutableBufferPointer { Kernels.exponentials(of: x, scaledBy: 0.5, into: $0, vector: false) }
+        }
+        #expect(zip(vector, portable).allSatisfy { Self.ulps($0, $1) <= 1 })
+    }
+}
+
+/// ELBOLab's portable paths, which run on every processor (and with `ELBOLAB_KERNELS=portable`).
+@Suite("Portable kernel paths")
+struct PortableKernelTests {
+    @Test("Adam's portable step: bit for bit the scalar formula, with bias correction", arguments: [1, 4, 11])
+    func portableAdamMatchesFormula(count: Int) {
+        let rng = RandomSource(seed: 11)
+        var x = (0..<count).map { _ in rng.gaussian() }
+        var adam = Adam(count: count, learningRate: 0.05)
+        adam.vector = false
+        var xs = x, m = [Double](repeating: 0, count: count), v = m
+        for t in 1...3 {
+            let g = (0..<count).map { _ in rng.gaussian() }
+            adam.step(&x, gradient: g)
+            let c1 = 1 - pow(0.9, Double(t)), c2 = 1 - pow(0.999, Double(t))
+            let alpha = 0.05 * c2.squareRoot() / c1, eps = 1e-8 * c2.squareRoot()
+            for i in 0..<count {
+                m[i] = 0.9 * m[i] + (1 - 0.9) * g[i]
+                v[i] = 0.999 * v[i] + (1 - 0.999) * g[i] * g[i]
+                xs[i] += alpha * m[i] / (v[i].squareRoot() + eps)
+            }
+        }
+        #expect(x.map(\.bitPattern) == xs.map(\.bitPattern))
+    }
+
+    @Test("Kernels.exponentials' portable path is libm's exp of scale·x")
+    func portableExponentials() {
+        let xs = [-800.0, -3, 0, 0.25, 2, 800, .nan]
+        var out = [Double](repeating: 0, count: xs.count)
+        xs.withUnsafeBufferPointer { x in out.withUnsafeMutableBufferPointer { Kernels.exponentials(of: x, scaledBy: 2, into: $0, vector: false) } }
+        #expect(zip(out, xs).allSatisfy { $0.bitPattern == Foundation.exp(2 * $1).bitPattern })
     }
 }

@@ -11,6 +11,7 @@ public struct StepWork: Sendable, Equatable {
     /// Gradient evaluations over a batch (or, for BFGS E-steps, the mean iterations per point).
     public var gradientEvaluations: Int
 
+    /// The work of one step: data passes and gradient evaluations.
     public init(dataPasses: Double, gradientEvaluations: Int) {
         self.dataPasses = dataPasses
         self.gradientEvaluations = gradientEvaluations

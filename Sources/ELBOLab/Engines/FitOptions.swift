@@ -63,6 +63,7 @@ public enum Acceleration: String, Sendable, CaseIterable, Codable {
 
 /// Every setting of a fit. The CLI's `fit` and the experiment runner both build engines from it.
 public struct FitOptions: Sendable, Equatable, Codable {
+    /// The inference strategy: what is fitted, and how.
     public var strategy: Strategy
     /// Latent dimension J.
     public var latent: Int
@@ -127,6 +128,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// ``resolvedAcceleration``.
     public var acceleration: Acceleration? = nil
 
+    /// The options for `strategy` at latent dimension `latent`, every other setting at its default (the `fit` tool's).
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
         self.latent = latent

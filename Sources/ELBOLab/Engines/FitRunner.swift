@@ -3,11 +3,15 @@ import Dispatch
 
 /// One logged row of a curve (per-point nats).
 public struct CurveRow: Sendable, Equatable {
+    /// Iterations done (0: the starting point).
     public var iteration: Int
+    /// Sweeps over the data so far, in units of N point-visits.
     public var dataPasses: Double
+    /// Gradient evaluations so far.
     public var gradientEvaluations: Int
     /// Training seconds so far, scoring excluded.
     public var seconds: Double
+    /// The exact ELBO, log-likelihood and gaps of the iterate.
     public var score: Score
 
     /// The CSV header every curve file uses.
@@ -37,11 +41,15 @@ public enum StopReason: String, Sendable, Codable {
 
 /// Everything a fit produced.
 public struct FitResult: Sendable {
+    /// The options the fit ran with.
     public var options: FitOptions
+    /// Every logged row, in order.
     public var curve: [CurveRow]
+    /// The model θ at the last logged row.
     public var model: LinearGaussianModel
     /// The closed-form MLE under the same constraints.
     public var mle: MaximumLikelihoodFit
+    /// Why the fit stopped.
     public var stopReason: StopReason
     /// The fault that stopped the run, if any.
     public var fault: String?
@@ -68,6 +76,7 @@ public struct FitRunner {
     /// Checked between steps; true stops the run as interrupted.
     public var shouldStop: (@Sendable () -> Bool)?
 
+    /// A runner that calls `progress` after each logged row and stops, as interrupted, when `shouldStop` returns true.
     public init(progress: (@Sendable (CurveRow) -> Void)? = nil, shouldStop: (@Sendable () -> Bool)? = nil) {
         self.progress = progress
         self.shouldStop = shouldStop

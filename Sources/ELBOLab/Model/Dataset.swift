@@ -35,7 +35,9 @@ public struct Dataset: Sendable {
     public var dimension: Int { centered.cols }
 
     /// A data set from the rows of `points` (`N × D`).
-    /// - Parameter points: consumed, so a caller that hands over its last reference is not copied.
+    /// - Parameters:
+    ///   - points: consumed, so a caller that hands over its last reference is not copied.
+    ///   - name: what messages and results call the data (a CSV's file name, say).
     public init(points: consuming Matrix, name: String = "data") {
         let n = points.rows, d = points.cols
         var mean = points.columnSums()
@@ -140,7 +142,9 @@ public struct Dataset: Sendable {
 
     /// Checks that the data can fit a model with `latent` dimensions.
     ///
-    /// - Parameter noiseFixed: with the noise variance held fixed, J = D is allowed.
+    /// - Parameters:
+    ///   - latent: the latent dimension J to be fitted.
+    ///   - noiseFixed: with the noise variance held fixed, J = D is allowed.
     /// - Throws: ``InputError`` naming the problem: too few rows, J out of range, constant data.
     public func validate(latent: Int, noiseFixed: Bool) throws {
         let maxJ = noiseFixed ? dimension : dimension - 1

@@ -7,6 +7,7 @@ public struct ModelConstraints: Equatable, Sendable, Codable {
     /// Hold the offset b at 0 (the notes' `y = θ₁ z` has no offset).
     public var zeroOffset: Bool
 
+    /// Holds s2 at `noiseVariance` when given, and b at 0 when `zeroOffset`.
     public init(noiseVariance: Double? = nil, zeroOffset: Bool = false) {
         self.noiseVariance = noiseVariance
         self.zeroOffset = zeroOffset
@@ -38,6 +39,7 @@ public struct LinearGaussianModel: Equatable, Sendable {
     /// Dimension J of the latent variable.
     public var latent: Int { loadings.cols }
 
+    /// The model with loadings W (`D × J`), offset b (length D) and noise variance s2.
     public init(loadings: Matrix, offset: [Double], noiseVariance: Double) {
         precondition(offset.count == loadings.rows, "offset length \(offset.count) ≠ D = \(loadings.rows)")
         self.loadings = loadings

@@ -4,7 +4,9 @@
 public struct InputError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The one-line message.
     public let message: String
+    /// An error with `message` (one line: the problem and how to fix it).
     public init(_ message: String) { self.message = message }
+    /// The message itself.
     public var description: String { message }
 }
 
@@ -21,6 +23,7 @@ public struct NumericalFault: Error, CustomStringConvertible, Sendable {
     /// What is wrong with it.
     public let detail: String
 
+    /// A fault of `quantity` found by `engine` at `iteration`; `detail` says what is wrong with it.
     public init(engine: String, iteration: Int, quantity: String, detail: String) {
         self.engine = engine
         self.iteration = iteration
@@ -28,6 +31,7 @@ public struct NumericalFault: Error, CustomStringConvertible, Sendable {
         self.detail = detail
     }
 
+    /// "engine: iteration t: quantity detail", one line.
     public var description: String {
         "\(engine): iteration \(iteration): \(quantity) \(detail)"
     }

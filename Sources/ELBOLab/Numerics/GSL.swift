@@ -7,6 +7,7 @@ public struct GSLError: Error, CustomStringConvertible, Sendable {
     /// What ELBOLab was doing when GSL failed.
     public let context: String
 
+    /// The context, the status code and GSL's own reason, on one line.
     public var description: String {
         let reason = String(cString: gsl_strerror(status))
         return "\(context): GSL error \(status) (\(reason))"

@@ -1,12 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CGSL
 import ELBOLabKernels
 
 /// Whether ELBOLab's vector kernels (the `ELBOLabKernels` module) run here.
 public enum Kernels {
-    /// True when the kernels suit this processor (on x86-64 they are compiled for AVX2 with FMA)
+    /// True when the kernels suit this processor (x86-64 with AVX2 and FMA; elsewhere they are not built)
     /// and `ELBOLAB_KERNELS=portable` is not set in the environment. The environment switch
     /// keeps the portable paths, for side-by-side timing and for checking one against the other;
     /// it is read when an engine is made.
@@ -15,7 +14,7 @@ public enum Kernels {
         return processorRunsThem
     }
 
-    private static let processorRunsThem = !kernelsRequireAVX2 || elbolab_cpu_runs_haswell_code() != 0
+    private static let processorRunsThem = kernelsSupported
 
     /// `out[i] = exp(scale · x[i])`: the vector kernel when `vector` (callers pass ``usable``,
     /// read once), else libm's exp. The two agree within about one ulp.

@@ -51,6 +51,7 @@ public struct Matrix: Equatable, Sendable {
         return m
     }
 
+    /// The entry in row i, column j (row-major storage).
     @inline(__always)
     public subscript(i: Int, j: Int) -> Double {
         get { storage[i * cols + j] }
@@ -105,16 +106,19 @@ public struct Matrix: Equatable, Sendable {
     /// Largest absolute entry.
     public var maxAbs: Double { storage.reduce(0) { max($0, abs($1)) } }
 
+    /// The entrywise sum; the shapes must match.
     public static func + (a: Matrix, b: Matrix) -> Matrix {
         precondition(a.rows == b.rows && a.cols == b.cols)
         return Matrix(rows: a.rows, cols: a.cols, storage: zip(a.storage, b.storage).map(+))
     }
 
+    /// The entrywise difference; the shapes must match.
     public static func - (a: Matrix, b: Matrix) -> Matrix {
         precondition(a.rows == b.rows && a.cols == b.cols)
         return Matrix(rows: a.rows, cols: a.cols, storage: zip(a.storage, b.storage).map(-))
     }
 
+    /// Every entry of `a` times `s`.
     public static func * (s: Double, a: Matrix) -> Matrix {
         Matrix(rows: a.rows, cols: a.cols, storage: a.storage.map { s * $0 })
     }
@@ -155,8 +159,12 @@ public struct Matrix: Equatable, Sendable {
 /// `c ← α · op(a) · op(b) + β · c` with `gsl_blas_dgemm` on views of the row-major storage.
 ///
 /// - Parameters:
-///   - a: left factor; `ta` uses its transpose.
-///   - b: right factor; `tb` uses its transpose.
+///   - a: left factor.
+///   - ta: use the transpose of `a`.
+///   - b: right factor.
+///   - tb: use the transpose of `b`.
+///   - alpha: the product's factor α.
+///   - beta: the factor β of `c`'s old value (0: overwritten).
 ///   - c: the result, of shape `rows(op(a)) × cols(op(b))`.
 public func gemm(_ a: Matrix, _ ta: Bool, _ b: Matrix, _ tb: Bool, alpha: Double = 1, beta: Double = 0, into c: inout Matrix) {
     let m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols

@@ -42,7 +42,9 @@ func inputScales(_ data: Dataset) -> [Double] {
 /// `m = A x + c`, `log v = E x + f` on standardised inputs x. Parameters: the `2J × D` matrix
 /// [A; E] row-major, then [c; f].
 public struct LinearEncoder: AmortizedEncoder {
+    /// φ: [A; E] row-major (`2J × D`), then [c; f].
     public var parameters: [Double]
+    /// Latent dimension J.
     public let latent: Int
     let dimension: Int
     let invScale: [Double]
@@ -73,6 +75,7 @@ public struct LinearEncoder: AmortizedEncoder {
         return k
     }
 
+    /// Means and log-variances for every row of `batch`.
     public func forward(_ batch: Batch) -> EncoderOutput {
         let j = latent, j2 = 2 * latent, d = dimension, b = batch.count
         var out = Matrix(rows: b, cols: j2)
@@ -88,6 +91,7 @@ public struct LinearEncoder: AmortizedEncoder {
         return EncoderOutput(means: m, logVariances: l, hidden: nil)
     }
 
+    /// The gradient in φ, times `scale`, from the gradients in the outputs of ``forward(_:)``.
     public func backward(_ batch: Batch, output: EncoderOutput, gradMeans: Matrix, gradLogVariances: Matrix, scale: Double) -> [Double] {
         let j = latent, j2 = 2 * latent, d = dimension, b = batch.count
         var g = Matrix(rows: b, cols: j2)
@@ -110,8 +114,11 @@ public struct LinearEncoder: AmortizedEncoder {
 /// `h = tanh(U x + u)`, `m = A h + c`, `log v = E h + f` on standardised inputs x.
 /// Parameters: U (`H × D`), u (H), [A; E] (`2J × H`), [c; f].
 public struct MLPEncoder: AmortizedEncoder {
+    /// φ: U, u, [A; E], [c; f] in turn.
     public var parameters: [Double]
+    /// Latent dimension J.
     public let latent: Int
+    /// Hidden width H.
     public let hidden: Int
     let dimension: Int
     let invScale: [Double]
@@ -133,6 +140,7 @@ public struct MLPEncoder: AmortizedEncoder {
         return (h * d, h * d + h, h * d + h + 2 * latent * h)
     }
 
+    /// Means and log-variances for every row of `batch`.
     public func forward(_ batch: Batch) -> EncoderOutput {
         let h = hidden, d = dimension, j = latent, j2 = 2 * latent, b = batch.count
         let o = offsets
@@ -154,6 +162,7 @@ public struct MLPEncoder: AmortizedEncoder {
         return EncoderOutput(means: m, logVariances: l, hidden: act)
     }
 
+    /// The gradient in φ, times `scale`, from the gradients in the outputs of ``forward(_:)`` (back through tanh).
     public func backward(_ batch: Batch, output: EncoderOutput, gradMeans: Matrix, gradLogVariances: Matrix, scale: Double) -> [Double] {
         let h = hidden, d = dimension, j = latent, j2 = 2 * latent, b = batch.count
         let o = offsets

@@ -23,6 +23,7 @@ public struct GaussianPosteriors: Sendable {
     /// (`N × J²`). One row means the same covariance for every point.
     public var scales: Matrix
 
+    /// q with `means` (`N × J`) and `scales` in the layout of `family` (one row: shared by every point).
     public init(means: Matrix, family: Family, scales: Matrix) {
         let width = family == .diagonal ? means.cols : means.cols * means.cols
         precondition(scales.cols == width && (scales.rows == means.rows || scales.rows == 1),

@@ -18,13 +18,17 @@ public struct ModelParameterization: Sendable {
         case common
     }
 
+    /// Dimension D of the observations.
     public let dimension: Int
+    /// Latent dimension J.
     public let latent: Int
+    /// What is held fixed (not a parameter).
     public let constraints: ModelConstraints
     let columnScale: [Double]
     let mean: [Double]
     let noiseScale: Double
 
+    /// The coordinates for `data` at latent dimension `latent`, scaled per `units`.
     public init(data: Dataset, latent: Int, constraints: ModelConstraints, units: Units = .standard) {
         dimension = data.dimension
         self.latent = latent

@@ -35,17 +35,23 @@ public enum StepSchedule: Equatable, Sendable, Codable {
 public struct Adam: GradientAscent {
     /// Base step size α.
     public var learningRate: Double
+    /// Decay rate β₁ of the first-moment average.
     public var beta1: Double
+    /// Decay rate β₂ of the second-moment average.
     public var beta2: Double
+    /// ε, added to √v̂ in the step's denominator.
     public var epsilon: Double
+    /// How α changes with the step count.
     public var schedule: StepSchedule
     private var m: [Double]
     private var v: [Double]
     /// Steps taken so far.
     public private(set) var t = 0
     /// Whether the vector kernel takes the step (``Kernels/usable`` when made; bit-identical).
-    private let vector = Kernels.usable
+    /// Internal and settable so that tests can run both paths.
+    var vector = Kernels.usable
 
+    /// Adam over `count` parameters, with zero moments.
     public init(count: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, schedule: StepSchedule = .constant) {
         self.learningRate = learningRate
@@ -57,6 +63,7 @@ public struct Adam: GradientAscent {
         v = [Double](repeating: 0, count: count)
     }
 
+    /// One Adam step along `gradient`, ascending.
     public mutating func step(_ parameters: inout [Double], gradient: [Double]) {
         precondition(parameters.count == m.count && gradient.count == m.count)
         t += 1
@@ -94,15 +101,20 @@ public struct Adam: GradientAscent {
 
 /// Plain gradient ascent, `x ← x + α_t ∇f`.
 public struct PlainGradientAscent: GradientAscent {
+    /// Base step size α.
     public var learningRate: Double
+    /// How α changes with the step count.
     public var schedule: StepSchedule
+    /// Steps taken so far.
     public private(set) var t = 0
 
+    /// Gradient ascent with base step `learningRate` on `schedule`.
     public init(learningRate: Double, schedule: StepSchedule = .constant) {
         self.learningRate = learningRate
         self.schedule = schedule
     }
 
+    /// One step `x ← x + α_t ∇f`.
     public mutating func step(_ parameters: inout [Double], gradient: [Double]) {
         t += 1
         let a = learningRate * schedule.factor(t)
@@ -239,6 +251,7 @@ public final class BFGSMinimizer {
 /// each direction from the last step alone) it keeps curvature from many steps, so it needs
 /// several times fewer evaluations on the joint ELBO.
 public final class LBFGSMinimizer {
+    /// f and ∇f at x (see ``BFGSMinimizer/Objective``).
     public typealias Objective = BFGSMinimizer.Objective
 
     /// Number of variables.
