@@ -120,30 +120,16 @@ struct Fit: ParsableCommand {
 
     private func fit() throws {
         let dataset = try Dataset.load(csv: data)
-        // Bad input must leave no files: check the data against the options before creating
-        // the output folder, and remove the folders created here if the fit itself fails.
+        // Bad input must leave no files: check the data against the options, and the output
+        // folder, before the fit; the files are then written all together or not at all.
         try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
-        var created: String? = nil   // the outermost folder makeFolder is about to create
-        var ancestor = URL(fileURLWithPath: output).standardizedFileURL
-        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
-            created = ancestor.path
-            ancestor = ancestor.deletingLastPathComponent()
-        }
-        try AtomicFile.makeFolder(output)
+        try ResultSet.checkDestination(output)
         let name = strategy.rawValue
         let progress = quiet ? nil : progressLine(name)
-        let result: FitResult
-        do {
-            installInterruptHandler()
-            result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: options)
-        } catch {
-            if let created { try? FileManager.default.removeItem(atPath: created) }
-            throw error
-        }
+        installInterruptHandler()
+        let result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: options)
         if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
-        try AtomicFile.write(result.curveCSV, to: output + "/curve.csv")
-        try AtomicFile.write(result.summaryJSON(data: dataset).text() + "\n", to: output + "/summary.json")
-        try AtomicFile.write(ParamsFile.json(result.model).text() + "\n", to: output + "/params.json")
+        try ResultSet.write(result.files(data: dataset), into: output)
         if result.stopReason == .interrupted {
             FileHandle.standardError.write(Data("elbolab fit: interrupted after iteration \(result.final?.iteration ?? 0); the rows logged so far are in \(output) (stop_reason \"interrupted\")\n".utf8))
             throw ExitCode(130)

@@ -37,7 +37,7 @@ public struct ExperimentOutcome: Sendable {
 /// Runs experiments: every run × seed (× data size) as an independent job, jobs spread over
 /// the cores, each job single-threaded and seeded, so a seed's result never depends on
 /// scheduling. Writes the files of record (`curves.csv`, `runs.csv`, `meta.json`) with
-/// ``AtomicFile`` and then the report (``ExperimentReport``).
+/// ``ResultSet`` (all or none) and then the report (``ExperimentReport``).
 public struct ExperimentRunner: Sendable {
     /// Called after every logged row of every job, and when a job finishes.
     public var progress: (@Sendable (ExperimentProgress) -> Void)?
@@ -128,24 +128,26 @@ public struct ExperimentRunner: Sendable {
         for (k, i) in pending.enumerated() { results[i] = fresh[k] }
         let allResults = results.compactMap { $0 }
 
+        // The files of record are written together, all or none (``ResultSet``): `--resume` trusts
+        // the pairs in runs.csv and curves.csv only beside the spec.json they were run from.
+        var records: [ResultSet.File] = []
         var varianceNote = ""
         if spec.kind == .gradientVariance, let v = spec.variance {
             let study = try withJobThreads(workers) {
                 try GradientVarianceStudy.run(v, data: datasets[0], seed: spec.seeds.first ?? 1, workers: workers)
             }
             varianceNote = study.note
-            try AtomicFile.write(GradientVarianceStudy.table(study.rows).text, to: output + "/variance.csv")
+            records.append(("variance.csv", GradientVarianceStudy.table(study.rows).text))
         }
 
         // The files of record, in spec order whatever order the jobs ran in.
         let curves = CSVTable(header: curvesHeader, rows: allResults.flatMap(\.curveRows), name: "curves.csv")
-        try AtomicFile.write(curves.text, to: output + "/curves.csv")
-        try AtomicFile.write(CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text,
-                             to: output + "/runs.csv")
-        if let truth { try AtomicFile.write(ParamsFile.json(truth).text() + "\n", to: output + "/truth.json") }
+        records.append(("curves.csv", curves.text))
+        records.append(("runs.csv", CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text))
+        if let truth { records.append(("truth.json", ParamsFile.json(truth).text() + "\n")) }
         // The bytes that were run, not the file as it is now: it may have been edited meanwhile.
         if let text = spec.text {
-            try AtomicFile.write(String(decoding: text, as: UTF8.self), to: output + "/spec.json")
+            records.append(("spec.json", String(decoding: text, as: UTF8.self)))
         }
         let interrupted = shouldStop?() == true
         var meta = ExperimentMeta(experiment: spec.name, title: spec.title, description: spec.description, kind: spec.kind,
@@ -154,7 +156,8 @@ public struct ExperimentRunner: Sendable {
                                       : ", N = \(datasets[0].count)"),
                                   truthKnown: truth != nil, seeds: spec.seeds, runs: metaRuns, varianceNote: varianceNote)
         meta.wallSeconds = elapsed()
-        try AtomicFile.write(meta.json.text() + "\n", to: output + "/meta.json")
+        records.append(("meta.json", meta.json.text() + "\n"))
+        try ResultSet.write(records, into: output)
         let report = try ExperimentReport.write(folder: output, plots: plots)
         let faults = allResults.compactMap { r in r.record.fault.isEmpty ? nil : "\(r.record.run) seed \(r.record.seed): \(r.record.fault)" }
         return ExperimentOutcome(name: spec.name, title: spec.title, folder: output, wallSeconds: elapsed(), report: report,

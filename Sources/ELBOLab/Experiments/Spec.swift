@@ -213,39 +213,21 @@ extension ExperimentSpec {
 
     /// Parses spec JSON; `path` names the file in messages and anchors relative CSV paths.
     public static func parse(_ bytes: Data, path: String) throws -> ExperimentSpec {
-        let value: SpecValue
-        do {
-            value = try JSONDecoder().decode(SpecValue.self, from: bytes)
-        } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw InputError("\(path): is not valid JSON" + (detail.map { ": \($0)" } ?? ""))
-        } catch {
-            throw InputError("\(path): is not valid JSON")
-        }
+        let value = try StrictJSON.parse(bytes, path: path)
         var spec = try SpecReader(file: path).spec(value)
         spec.text = bytes
         return spec
     }
 }
 
-/// A JSON value as the spec reader sees it: JSON's own types, strictly (`true` is not 1).
-enum SpecValue: Decodable, Sendable {
+/// A JSON value as the spec reader sees it (read by ``StrictJSON``): JSON's own types, strictly (`true` is not 1).
+enum SpecValue: Sendable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([SpecValue])
     case object([String: SpecValue])
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let x = try? c.decode(Double.self) { self = .number(x) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([SpecValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: SpecValue].self)) }
-    }
 
     /// How the value reads in a message: `"vae"`, `2.5`, `true`, `an array`.
     var shown: String {
