@@ -40,6 +40,7 @@ struct Fit: ParsableCommand {
     )
 
     @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
+    @OptionGroup var input: DataOptions
     @Option(help: "Latent dimension J (1…D−1, or 1…D with --noise-variance).") var latent: Int
     @Option(help: "mle | em | per-datapoint | amortized | joint.") var strategy: Strategy
     @OptionGroup var model: ModelOptions
@@ -119,15 +120,18 @@ struct Fit: ParsableCommand {
     }
 
     private func fit() throws {
-        let dataset = try Dataset.load(csv: data)
         // Bad input must leave no files: check the data against the options, and the output
         // folder, before the fit; the files are then written all together or not at all.
-        try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
-        try ResultSet.checkDestination(output)
+        let fitOptions = options
+        let dataset = try input.load(data, quiet: quiet, estimate: { fitOptions.memoryEstimate(count: $0, dimension: $1) },
+                                     request: "fit --strategy \(strategy.rawValue) --latent \(latent)") { dataset in
+            try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
+            try ResultSet.checkDestination(output)
+        }
         let name = strategy.rawValue
         let progress = quiet ? nil : progressLine(name)
         installInterruptHandler()
-        let result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: options)
+        let result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: fitOptions)
         if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
         try ResultSet.write(result.files(data: dataset), into: output)
         if result.stopReason == .interrupted {

@@ -97,12 +97,12 @@ public struct DataSpec: Sendable {
     }
 
     /// Loads or simulates the data (`count` points when simulated; nil uses the spec's count).
-    public func dataset(count: Int? = nil, name: String) throws -> Dataset {
+    public func dataset(count: Int? = nil, name: String, memory: MemoryBudget = .machine) throws -> Dataset {
         switch source {
         case let .simulated(s):
             return s.dataset(count: count ?? s.count, name: name)
         case let .csv(path):
-            return try Dataset.load(csv: path)
+            return try Dataset.load(csv: path, options: CSVOptions(memory: memory)).data
         }
     }
 }
