@@ -146,4 +146,29 @@ struct ResultSetTests {
             #expect(listing(of: disk).sorted() == ["data.csv", "filler", "out", "out/curve.csv", "out/params.json", "out/summary.json"])
         }
     }
+    @Test("run on a full disk: its files of record stay the previous complete set, which --resume then keeps",
+          .enabled(if: smallDisksAvailable, "skipped: this process may not mount a tmpfs (needs root and CAP_SYS_ADMIN)"))
+    func runOnFullDisk() throws {
+        _ = try withSmallDisk(kilobytes: 2048) { disk in
+            let json = #"{"name": "tiny", "data": {"dim": 4, "latent": 1, "count": 100, "noise-variance": 0.5}, "seeds": [1, 2], "stop": {"iterations": 20}, "runs": [{"label": "em", "strategy": "em"}, {"label": "pd", "strategy": "per-datapoint"}]}"#
+            let spec = try ExperimentSpec.parse(Data(json.utf8), path: disk.appendingPathComponent("tiny.json").path)
+            let out = disk.appendingPathComponent("out")
+            _ = try ExperimentRunner(plots: .off, workers: 1).run(spec, output: out.path)
+            let records = ["curves.csv", "meta.json", "runs.csv", "spec.json", "truth.json"]
+            let before = contents(of: out).filter { records.contains($0.key) }
+            #expect(before.keys.sorted() == records)
+            try fillDisk(disk)
+            var message = ""
+            do { _ = try ExperimentRunner(plots: .off, workers: 1).run(spec, output: out.path) }
+            catch let e as InputError { message = e.message }
+            #expect(message.hasPrefix(out.path + "/") && message.contains(": cannot write: No space left on device"), "\(message)")
+            #expect(contents(of: out).filter { records.contains($0.key) } == before)
+            #expect(!listing(of: out).contains { $0.contains(".elbolab-partial") })
+            try FileManager.default.removeItem(at: disk.appendingPathComponent("filler"))
+            let resumed = try ExperimentRunner(plots: .off, workers: 1, resume: true).run(spec, output: out.path)
+            #expect(resumed.keptJobs == 4)
+            let after = contents(of: out)
+            #expect(after["runs.csv"] == before["runs.csv"] && after["curves.csv"] == before["curves.csv"])
+        }
+    }
 }
