@@ -119,3 +119,51 @@ struct CSVDialectTests {
         #expect(try read(text, CSVOptions(memory: MemoryBudget(limit: 96, source: "exact"))).matrix == table)
     }
 }
+
+@Suite("CSV dialects in specs")
+struct SpecCSVDialectTests {
+    @Test("a spec's CSV source takes delimiter and columns; they are refused for simulated data")
+    func specKeys() throws {
+        try withTemporaryFolder { folder in
+            let text = ",a,b,c\n" + (0..<table.rows).map { i in "\(i)\t" + (0..<3).map { String(table[i, $0]) }.joined(separator: "\t") }.joined(separator: "\n") + "\n"
+            try writeFile(text.replacingOccurrences(of: ",", with: "\t"), named: "d.tsv", in: folder)
+            func spec(_ data: String) throws -> ExperimentSpec {
+                try ExperimentSpec.parse(Data(#"{"name": "x", "data": \#(data), "seeds": [1], "runs": [{"label": "mle", "strategy": "mle"}]}"#.utf8),
+                                         path: folder.appendingPathComponent("s.json").path)
+            }
+            let byRange = try spec(#"{"csv": "d.tsv", "latent": 1, "delimiter": "tab", "columns": "2-"}"#)
+            #expect(maxRelativeDifference(nested(try byRange.data.dataset(name: "d").points), nested(table)) <= Tolerance.rounding)
+            let byList = try spec(#"{"csv": "d.tsv", "latent": 1, "columns": ["a", 3, "c"]}"#)
+            #expect(maxRelativeDifference(nested(try byList.data.dataset(name: "d").points), nested(table)) <= Tolerance.rounding)
+            let unselected = try spec(#"{"csv": "d.tsv", "latent": 1}"#)
+            #expect(throws: InputError.self) { try unselected.data.dataset(name: "d") }
+            #expect(throws: InputError.self) { try spec(#"{"csv": "d.tsv", "latent": 1, "delimiter": "ab"}"#) }
+            #expect(throws: InputError.self) { try spec(#"{"csv": "d.tsv", "latent": 1, "columns": [0]}"#) }
+            #expect(throws: InputError.self) { try spec(#"{"dim": 3, "latent": 1, "count": 10, "noise-variance": 1, "columns": "2-"}"#) }
+        }
+    }
+}
+
+@Suite("CSV dialects on the command line")
+struct CLICSVDialectTests {
+    @Test("fit names the detected delimiter; --delimiter and --columns reach the reader; loglik takes them too")
+    func options() throws {
+        try withTemporaryFolder { folder in
+            let m = simulate(randomModel(dimension: 3, latent: 1, noiseVariance: 0.5), count: 60)
+            let text = "\"\"\tx\ty\tz\n" + (0..<m.rows).map { i in "\"\(i)\"\t" + (0..<3).map { String(m[i, $0]) }.joined(separator: "\t") }.joined(separator: "\n") + "\n"
+            try writeFile(text, named: "d.tsv", in: folder)
+            let refused = try elbolab(["fit", "--data", "d.tsv", "--latent", "1", "--strategy", "mle", "--output", "a"], in: folder)
+            #expect(refused.status != 0 && refused.stderrLines.count == 1 && refused.stderr.contains("it is a row index, not data; drop it with --columns 2-"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("a").path))
+            let fit = try elbolab(["fit", "--data", "d.tsv", "--columns", "2-", "--latent", "1", "--strategy", "mle", "--output", "b"], in: folder)
+            #expect(fit.status == 0, "\(fit.stderr)")
+            #expect(fit.stderr.hasPrefix("d.tsv: 60 rows × 3 columns, tab-delimited (detected from the first line), a header, columns 2,3,4 of 4\n"), "\(fit.stderr)")
+            let given = try elbolab(["fit", "--data", "d.tsv", "--delimiter", "comma", "--latent", "1", "--strategy", "mle", "--output", "c"], in: folder)
+            #expect(given.status != 0 && given.stderrLines.count == 1 && given.stderr.contains("d.tsv:1:1: text after the closing quote"), "\(given.stderr)")
+            let ll = try elbolab(["loglik", "--data", "d.tsv", "--columns", "x,y,z", "--params", "b/params.json"], in: folder)
+            #expect(ll.status == 0 && Double(ll.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(ll.stderr)")
+            let badOption = try elbolab(["fit", "--data", "d.tsv", "--delimiter", "::", "--latent", "1", "--strategy", "mle", "--output", "e"], in: folder)
+            #expect(badOption.status != 0 && badOption.stderrLines.count == 1 && badOption.stderr.contains("--delimiter"), "\(badOption.stderr)")
+        }
+    }
+}

@@ -171,4 +171,18 @@ struct ResultSetTests {
             #expect(after["runs.csv"] == before["runs.csv"] && after["curves.csv"] == before["curves.csv"])
         }
     }
+    @Test("a folder without write permission: one line naming the file, nothing changed",
+          .enabled(if: !permissionsAreBypassed, "skipped: this process bypasses file permissions (root)"))
+    func noPermission() throws {
+        try withTemporaryFolder { folder in
+            let target = folder.appendingPathComponent("out")
+            try ResultSet.write([("a.csv", "old\n")], into: target.path)
+            chmod(target.path, 0o555)
+            defer { chmod(target.path, 0o755) }
+            var message = ""
+            do { try ResultSet.write([("a.csv", "new\n")], into: target.path) } catch let e as InputError { message = e.message }
+            #expect(message == "\(target.path)/a.csv: cannot write: Permission denied (nothing was written)")
+            #expect(contents(of: target) == ["a.csv": Data("old\n".utf8)])
+        }
+    }
 }

@@ -35,6 +35,7 @@ struct StrictJSONTests {
         ("[\"a\tb\"]", "a control character (0x9) inside a string"),
         ("[\"\\ud800\"]", "a lone surrogate \\uD800"),
         ("[\"\\x\"]", "an invalid escape '\\x'"),
+        ("[\"\\\n\"]", "line 1, column 3: an invalid escape '\\' before the byte 0x0A"),
         ("// comment\n{}", "unexpected \"/\""),
         ("{'a': 1}", "expected a key in double quotes"),
         ("", "the file is empty"),

@@ -71,6 +71,9 @@ public struct DataSpec: Sendable {
     public var source: Source
     /// The latent dimension J the runs fit unless a run sets `latent`.
     public var latent: Int
+    /// A CSV source's delimiter (nil: detected) and columns (nil: all), as `--delimiter` and `--columns`.
+    public var delimiter: UInt8? = nil
+    public var columns: [CSVColumn]? = nil
 
     public init(source: Source, latent: Int) {
         self.source = source
@@ -102,7 +105,7 @@ public struct DataSpec: Sendable {
         case let .simulated(s):
             return s.dataset(count: count ?? s.count, name: name)
         case let .csv(path):
-            return try Dataset.load(csv: path, options: CSVOptions(memory: memory)).data
+            return try Dataset.load(csv: path, options: CSVOptions(delimiter: delimiter, columns: columns, memory: memory)).data
         }
     }
 }
@@ -256,7 +259,7 @@ struct SpecReader {
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
                           "defaults", "runs", "counts", "variance"]
-    static let dataKeys = ["csv", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
+    static let dataKeys = ["csv", "delimiter", "columns", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
     static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points"]
 
     func fail(_ field: String, _ message: String) -> InputError {
@@ -449,7 +452,24 @@ struct SpecReader {
                 let folder = URL(fileURLWithPath: file).deletingLastPathComponent().path
                 path = folder + "/" + path
             }
-            return DataSpec(source: .csv(path), latent: latent)
+            var spec = DataSpec(source: .csv(path), latent: latent)
+            do {
+                spec.delimiter = try f["delimiter"].map { try CSVOptions.delimiter(named: try string($0, f.at("delimiter"))) }
+                // "columns": "2-" as on the command line, or a list of names and 1-based numbers.
+                spec.columns = try f["columns"].map { v -> [CSVColumn] in
+                    if case let .string(text) = v { return try CSVColumn.list(text) }
+                    return try array(v, f.at("columns")).enumerated().map { k, item in
+                        if case let .string(name) = item { return .name(name) }
+                        return .index(try integer(item, "\(f.at("columns"))[\(k)]", min: 1))
+                    }
+                }
+            } catch let error as InputError where !error.message.hasPrefix(file) {
+                throw fail(f.at(error.message.hasPrefix("--delimiter") ? "delimiter" : "columns"), error.message)
+            }
+            return spec
+        }
+        for key in ["delimiter", "columns"] where f[key] != nil {
+            throw fail(f.at(key), "is for CSV data (\"csv\": path); simulated data have no file to read")
         }
         var loadings: Matrix? = nil
         if let w = f["loadings"] {

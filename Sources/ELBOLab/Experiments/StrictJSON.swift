@@ -238,7 +238,9 @@ enum StrictJSON {
                         guard let u = UnicodeScalar(scalar) else { throw fail("an invalid \\u escape") }
                         UTF8.encode(u) { out.append($0) }
                     default:
-                        throw fail("an invalid escape '\\\(String(UnicodeScalar(e)))' (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)", at: i - 2)
+                        // The escaped character is shown escaped: a raw line break would split the message.
+                        let shown = e >= 0x21 && e < 0x7F ? "'\\\(String(UnicodeScalar(e)))'" : String(format: "'\\' before the byte 0x%02X", e)
+                        throw fail("an invalid escape \(shown) (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)", at: i - 2)
                     }
                     continue
                 }

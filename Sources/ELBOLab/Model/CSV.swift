@@ -81,7 +81,7 @@ public enum CSVColumn: Sendable, Equatable {
             if ends.count == 2, let a = Int(ends[0]), a >= 1 {
                 if ends[1].isEmpty || ends[1] == "…" { return .range(a, nil) }
                 if let b = Int(ends[1]) {
-                    guard b >= a else { throw InputError("--columns \(JSON.quote(text)): the range \(item) is empty") }
+                    guard b >= a else { throw InputError("--columns \(JSON.quote(text)): the range \(JSON.quote(item)) is empty") }
                     return .range(a, b)
                 }
             }

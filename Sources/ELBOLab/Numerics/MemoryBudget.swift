@@ -35,8 +35,10 @@ public struct MemoryBudget: Sendable {
         return true
     }
 
-    /// The machine's physical memory, or the cgroup limit of this process when lower.
-    public static var machine: MemoryBudget {
+    /// The machine's physical memory, or the cgroup limit of this process when lower (read once).
+    public static var machine: MemoryBudget { machineBudget }
+
+    private static let machineBudget: MemoryBudget = {
         let pages = Int(sysconf(Int32(_SC_PHYS_PAGES))), pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         var physical = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
         var source = "physical memory"
@@ -46,7 +48,7 @@ public struct MemoryBudget: Sendable {
             source = "the cgroup memory limit"
         }
         return MemoryBudget(limit: physical, source: source)
-    }
+    }()
 
     /// The budget a command runs with: `--max-memory` when given, else the environment
     /// variable `ELBOLAB_MAX_MEMORY`, else ``machine``. The environment variable
