@@ -185,4 +185,19 @@ struct ResultSetTests {
             #expect(contents(of: target) == ["a.csv": Data("old\n".utf8)])
         }
     }
+    @Test("a staging folder left by a killed process is removed by the next write; a live one is kept")
+    func abandonedStaging() throws {
+        try withTemporaryFolder { folder in
+            let target = folder.appendingPathComponent("out")
+            try ResultSet.write([("a.csv", "1\n")], into: target.path)
+            // A pid above the kernel's limit (4194304) belongs to no process.
+            let dead = target.appendingPathComponent(ResultSet.stagingPrefix + "999999999")
+            let live = target.appendingPathComponent(ResultSet.stagingPrefix + "\(getpid())-other")
+            let alive = target.appendingPathComponent(ResultSet.stagingPrefix + "\(getppid())")
+            for f in [dead, live, alive] { try FileManager.default.createDirectory(at: f, withIntermediateDirectories: false) }
+            try writeFile("half", named: dead.lastPathComponent + "/a.csv", in: target)
+            try ResultSet.write([("a.csv", "2\n")], into: target.path)
+            #expect(Set(listing(of: target)) == [".elbolab-partial-\(getpid())-other", ".elbolab-partial-\(getppid())", "a.csv"])
+        }
+    }
 }

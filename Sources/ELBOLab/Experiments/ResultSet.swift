@@ -55,7 +55,9 @@ public enum ResultSet {
         if !exists {
             createdParents = try makeParents(parent)
         }
-        let staging = (exists ? target.path : parent) + "/" + stagingPrefix + (exists ? "" : target.lastPathComponent + "-") + "\(getpid())"
+        let stagingFolder = exists ? target.path : parent
+        removeAbandonedStaging(in: stagingFolder)
+        let staging = stagingFolder + "/" + stagingPrefix + (exists ? "" : target.lastPathComponent + "-") + "\(getpid())"
         func cleanUp() {
             try? FileManager.default.removeItem(atPath: staging)
             if let createdParents { try? FileManager.default.removeItem(atPath: createdParents) }
@@ -106,6 +108,15 @@ public enum ResultSet {
     }
 
     private struct Failure: Error { let text: String }
+
+    /// Removes the staging folders in `folder` whose process is gone (killed mid-write).
+    static func removeAbandonedStaging(in folder: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(stagingPrefix) {
+            guard let pid = name.split(separator: "-").last.flatMap({ Int32($0) }), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+        }
+    }
 
     /// Creates the missing folders of `path`; returns the outermost one created (to remove on failure).
     private static func makeParents(_ path: String) throws -> String? {
