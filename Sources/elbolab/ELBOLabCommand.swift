@@ -84,6 +84,7 @@ struct Simulate: ParsableCommand {
     @Flag(name: .customLong("no-offset"), help: "Draw with b = 0.") var noOffset = false
     @Option(help: "Where to write the CSV (one point per row, no header).") var output: String
     @Option(help: "Also write the true parameters as JSON here.") var truth: String?
+    @OptionGroup var memory: MemoryOptions
 
     func validate() throws {
         if dim < 1 { throw ValidationError("--dim must be at least 1, got \(dim)") }
@@ -96,12 +97,28 @@ struct Simulate: ParsableCommand {
         try runReportingErrors {
             try checkWritable(output)
             if let truth { try checkWritable(truth) }
+            let budget = try memory.budget()
+            try budget.check(Simulate.memoryEstimate(count: count, dimension: dim, latent: latent),
+                             request: "simulate --count \(count) --dim \(dim)", hint: "ask for fewer points or dimensions, or raise --max-memory")
+            try budget.probe(bytes: MemoryEstimate.product([count, dim, 8]) ?? Int.max, what: "simulate --count \(count) --dim \(dim)")
             let rng = RandomSource(seed: seed)
             let model = LinearGaussianModel.random(dimension: dim, latent: latent, noiseVariance: noiseVariance, zeroOffset: noOffset, using: rng)
             let y = model.sample(count: count, using: rng)
             try AtomicFile.write(CSV.text(of: y), to: output)
             if let truth { try AtomicFile.write(ParamsFile.json(model).text() + "\n", to: truth) }
         }
+    }
+}
+
+extension Simulate {
+    /// What simulating and writing `count` points needs: the points, their latent draws, and
+    /// the CSV text (built whole, up to ~24 bytes a number, then copied into bytes to write).
+    static func memoryEstimate(count: Int, dimension: Int, latent: Int) -> MemoryEstimate {
+        var e = MemoryEstimate()
+        e.add("data", doubles: count, dimension)
+        e.add("latent draws", doubles: count, latent)
+        e.add("CSV text", bytes: MemoryEstimate.product([count, dimension, 48]))
+        return e
     }
 }
 
@@ -117,11 +134,19 @@ struct LogLik: ParsableCommand {
 
     @Option(help: "The data, a numeric CSV file.") var data: String
     @Option(help: "The parameters, a params.json written by fit (or simulate --truth).") var params: String
+    @OptionGroup var input: DataOptions
 
     func run() throws {
         try runReportingErrors {
-            let dataset = try Dataset.load(csv: data)
             let model = try ParamsFile.read(path: params)
+            let latent = model.latent
+            let dataset = try input.load(data, quiet: true, estimate: { n, d in
+                var e = MemoryEstimate()
+                e.add("data", doubles: n, d)
+                e.add("D × D matrices", doubles: 4, d, d)
+                e.add("scoring buffers", doubles: n, 2 * latent + 4)
+                return e
+            }, request: "loglik")
             guard model.dimension == dataset.dimension else {
                 throw InputError("\(params): W has \(model.dimension) rows but \(data) has \(dataset.dimension) columns")
             }

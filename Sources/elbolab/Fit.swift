@@ -48,6 +48,7 @@ struct Fit: ParsableCommand {
     )
 
     @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
+    @OptionGroup var input: DataOptions
     @Option(help: "mle | em | per-datapoint | amortized | joint | semi-amortized.") var strategy: Strategy
     @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
     @Option(help: "Output folder (created if missing).") var output: String
@@ -70,32 +71,21 @@ struct Fit: ParsableCommand {
     }
 
     private func fit() throws {
-        let options = try options()
-        let dataset = try Dataset.load(csv: data)
-        // Bad input must leave no files: check the data against the options before creating
-        // the output folder, and remove the folders created here if the fit itself fails.
-        try dataset.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
-        var created: String? = nil   // the outermost folder makeFolder is about to create
-        var ancestor = URL(fileURLWithPath: output).standardizedFileURL
-        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
-            created = ancestor.path
-            ancestor = ancestor.deletingLastPathComponent()
+        // Bad input must leave no files: the options are checked before the data is read, the data
+        // against the options and the output folder before the fit; the files are then written
+        // all together or not at all.
+        let fitOptions = try options()
+        let dataset = try input.load(data, quiet: quiet, estimate: { fitOptions.memoryEstimate(count: $0, dimension: $1) },
+                                     request: "fit --strategy \(strategy.rawValue) --latent \(fitOptions.latent)") { dataset in
+            try dataset.validate(latent: fitOptions.latent, noiseFixed: fitOptions.constraints.noiseVariance != nil)
+            try ResultSet.checkDestination(output)
         }
-        try AtomicFile.makeFolder(output)
         let name = strategy.rawValue
         let progress = quiet ? nil : progressLine(name)
-        let result: FitResult
-        do {
-            installInterruptHandler()
-            result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: options)
-        } catch {
-            if let created { try? FileManager.default.removeItem(atPath: created) }
-            throw error
-        }
+        installInterruptHandler()
+        let result = try FitRunner(progress: progress, shouldStop: { interruptRequested != 0 }).fit(dataset, options: fitOptions)
         if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
-        try AtomicFile.write(result.curveCSV, to: output + "/curve.csv")
-        try AtomicFile.write(result.summaryJSON(data: dataset).text() + "\n", to: output + "/summary.json")
-        try AtomicFile.write(ParamsFile.json(result.model).text() + "\n", to: output + "/params.json")
+        try ResultSet.write(result.files(data: dataset), into: output)
         if result.stopReason == .interrupted {
             FileHandle.standardError.write(Data("elbolab fit: interrupted after iteration \(result.final?.iteration ?? 0); the rows logged so far are in \(output) (stop_reason \"interrupted\")\n".utf8))
             throw ExitCode(130)

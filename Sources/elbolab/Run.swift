@@ -28,12 +28,13 @@ struct ExperimentOptions: ParsableArguments {
     @Option(help: "Jobs (run × seed) run at once (default: the number of cores).") var workers: Int?
     @Flag(help: "Keep the run × seed pairs an earlier, interrupted run of the same spec finished in the output folder; run the rest.")
     var resume = false
+    @OptionGroup var memory: MemoryOptions
 
     func validate() throws {
         if let w = workers, w < 1 { throw ValidationError("--workers must be at least 1, got \(w)") }
     }
 
-    func runner() -> ExperimentRunner {
+    func runner() throws -> ExperimentRunner {
         installInterruptHandler()
         var progress: (@Sendable (ExperimentProgress) -> Void)? = nil
         if !quiet {
@@ -41,8 +42,10 @@ struct ExperimentOptions: ParsableArguments {
             progress = { (p: ExperimentProgress) in line.update(p) }
         }
         let stop: @Sendable () -> Bool = { interruptRequested != 0 }
-        return ExperimentRunner(progress: progress, shouldStop: stop, plots: noPlots ? .off : .automatic,
-                                workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, resume: resume)
+        var runner = ExperimentRunner(progress: progress, shouldStop: stop, plots: noPlots ? .off : .automatic,
+                                      workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, resume: resume)
+        runner.memory = try memory.budget()
+        return runner
     }
 }
 

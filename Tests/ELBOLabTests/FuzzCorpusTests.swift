@@ -72,6 +72,13 @@ struct FuzzCorpusTests {
             default:
                 Issue.record("\(path): one of the file and in-memory reads accepts it, the other does not")
             }
+            // The explicit dialects fuzz-csv also reads every input with (quotes, delimiters, --columns).
+            for options in [CSVOptions(delimiter: 0x09), CSVOptions(delimiter: 0x3B, columns: [.range(2, nil)]),
+                            CSVOptions(columns: [.name("a"), .index(1)])] {
+                if let read = outcome(path, { try CSV.read(path: path, options: options) }).value {
+                    #expect(read.matrix.cols == read.columns.count && (read.header?.count ?? read.columns.count) == read.columns.count)
+                }
+            }
             let data = outcome(path) { try Dataset.load(csv: path) }
             let dataFromBytes = outcome(path) { try Dataset.load(csvBytes: bytes, name: path) }
             #expect(data.value?.covariance == dataFromBytes.value?.covariance, "\(path): the file and in-memory loads differ")

@@ -37,7 +37,7 @@ public struct ExperimentOutcome: Sendable {
 /// Runs experiments: every run × seed (× data size) as an independent job, jobs spread over
 /// the cores, each job single-threaded and seeded, so a seed's result never depends on
 /// scheduling. Writes the files of record (`curves.csv`, `runs.csv`, `meta.json`) with
-/// ``AtomicFile`` and then the report (``ExperimentReport``).
+/// ``ResultSet`` (all or none) and then the report (``ExperimentReport``).
 public struct ExperimentRunner: Sendable {
     /// Called after every logged row of every job, and when a job finishes.
     public var progress: (@Sendable (ExperimentProgress) -> Void)?
@@ -49,6 +49,8 @@ public struct ExperimentRunner: Sendable {
     /// Keep the finished run × seed pairs already in the output folder and run only the rest
     /// (see ``FinishedJobs``).
     public var resume: Bool
+    /// The memory the data and the running jobs may use (see ``memoryEstimate(_:counts:dimension:)``).
+    public var memory: MemoryBudget = .machine
 
     public init(progress: (@Sendable (ExperimentProgress) -> Void)? = nil, shouldStop: (@Sendable () -> Bool)? = nil,
                 plots: PlotDrawing = .automatic, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
@@ -81,9 +83,15 @@ public struct ExperimentRunner: Sendable {
         let elapsed: @Sendable () -> Double = { Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         // The data: one set, or one per size for a scaling experiment.
         let sizes: [Int?] = spec.kind == .scaling ? spec.counts.map { Optional($0) } : [nil]
-        let datasets = try sizes.map { n in
-            try spec.data.dataset(count: n, name: "\(spec.path): data" + (n.map { " (N = \($0))" } ?? ""))
+        // Refuse what would not fit before allocating: simulated data from the spec's sizes,
+        // a CSV file from its line count (its reader checks the numbers' buffer), then the jobs.
+        if case let .simulated(s) = spec.data.source {
+            try checkMemory(spec, counts: sizes.map { $0 ?? s.count }, dimension: s.dimension)
         }
+        let datasets = try sizes.map { n in
+            try spec.data.dataset(count: n, name: "\(spec.path): data" + (n.map { " (N = \($0))" } ?? ""), memory: memory)
+        }
+        if case .csv = spec.data.source { try checkMemory(spec, counts: datasets.map(\.count), dimension: datasets[0].dimension) }
         let truth = spec.data.truth
         for (i, run) in spec.runs.enumerated() {
             for d in datasets {
@@ -128,24 +136,26 @@ public struct ExperimentRunner: Sendable {
         for (k, i) in pending.enumerated() { results[i] = fresh[k] }
         let allResults = results.compactMap { $0 }
 
+        // The files of record are written together, all or none (``ResultSet``): `--resume` trusts
+        // the pairs in runs.csv and curves.csv only beside the spec.json they were run from.
+        var records: [ResultSet.File] = []
         var varianceNote = ""
         if spec.kind == .gradientVariance, let v = spec.variance {
             let study = try withJobThreads(workers) {
                 try GradientVarianceStudy.run(v, data: datasets[0], seed: spec.seeds.first ?? 1, workers: workers)
             }
             varianceNote = study.note
-            try AtomicFile.write(GradientVarianceStudy.table(study.rows).text, to: output + "/variance.csv")
+            records.append(("variance.csv", GradientVarianceStudy.table(study.rows).text))
         }
 
         // The files of record, in spec order whatever order the jobs ran in.
         let curves = CSVTable(header: curvesHeader, rows: allResults.flatMap(\.curveRows), name: "curves.csv")
-        try AtomicFile.write(curves.text, to: output + "/curves.csv")
-        try AtomicFile.write(CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text,
-                             to: output + "/runs.csv")
-        if let truth { try AtomicFile.write(ParamsFile.json(truth).text() + "\n", to: output + "/truth.json") }
+        records.append(("curves.csv", curves.text))
+        records.append(("runs.csv", CSVTable(header: RunRecord.header, rows: allResults.map(\.runRow), name: "runs.csv").text))
+        if let truth { records.append(("truth.json", ParamsFile.json(truth).text() + "\n")) }
         // The bytes that were run, not the file as it is now: it may have been edited meanwhile.
         if let text = spec.text {
-            try AtomicFile.write(String(decoding: text, as: UTF8.self), to: output + "/spec.json")
+            records.append(("spec.json", String(decoding: text, as: UTF8.self)))
         }
         let interrupted = shouldStop?() == true
         var meta = ExperimentMeta(experiment: spec.name, title: spec.title, description: spec.description, kind: spec.kind,
@@ -154,11 +164,45 @@ public struct ExperimentRunner: Sendable {
                                       : ", N = \(datasets[0].count)"),
                                   truthKnown: truth != nil, seeds: spec.seeds, runs: metaRuns, varianceNote: varianceNote)
         meta.wallSeconds = elapsed()
-        try AtomicFile.write(meta.json.text() + "\n", to: output + "/meta.json")
+        records.append(("meta.json", meta.json.text() + "\n"))
+        try ResultSet.write(records, into: output)
         let report = try ExperimentReport.write(folder: output, plots: plots)
         let faults = allResults.compactMap { r in r.record.fault.isEmpty ? nil : "\(r.record.run) seed \(r.record.seed): \(r.record.fault)" }
         return ExperimentOutcome(name: spec.name, title: spec.title, folder: output, wallSeconds: elapsed(), report: report,
                                  faults: faults, interrupted: interrupted, keptJobs: jobs.count - pending.count)
+    }
+
+    /// What `spec` needs with data sets of `counts` points in `dimension` columns: every data
+    /// set (all are held while the jobs run) and the state of the `workers` largest jobs at once.
+    public func memoryEstimate(_ spec: ExperimentSpec, counts: [Int], dimension: Int) -> MemoryEstimate {
+        var e = MemoryEstimate()
+        let latent = spec.data.truth?.latent ?? spec.data.latent
+        for n in counts {
+            e.add("data", doubles: n, dimension)
+            if case .simulated = spec.data.source { e.add("latent draws", doubles: n, latent) }
+        }
+        var jobs: [Int?] = []
+        for run in spec.runs {
+            for n in counts {
+                var state = run.options.memoryEstimate(count: n, dimension: dimension)
+                state.parts.removeAll { $0.name == "data" }   // shared by the jobs, counted above
+                jobs += Array(repeating: state.total, count: spec.seeds.count)
+            }
+        }
+        var running = MemoryEstimate()
+        for b in jobs.sorted(by: { ($0 ?? .max) > ($1 ?? .max) }).prefix(workers) { running.add("job", bytes: b) }
+        e.add("running jobs' state", bytes: running.total)
+        return e
+    }
+
+    private func checkMemory(_ spec: ExperimentSpec, counts: [Int], dimension: Int) throws {
+        let sizes = counts.count == 1 ? "N = \(counts[0])" : "N = " + counts.map(String.init).joined(separator: " + ")
+        try memory.check(memoryEstimate(spec, counts: counts, dimension: dimension),
+                         request: "\(spec.path): data \(sizes), D = \(dimension), \(workers) job(s) at once",
+                         hint: "use fewer points (data.count, counts) or --workers, or raise --max-memory")
+        for n in counts {
+            try memory.probe(bytes: MemoryEstimate.product([n, dimension, 8]) ?? Int.max, what: "\(spec.path): data N = \(n), D = \(dimension)")
+        }
     }
 
     /// Runs every job, `workers` at a time, longest caps first; results come back in job order.

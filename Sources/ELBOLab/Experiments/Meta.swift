@@ -80,10 +80,7 @@ public struct ExperimentMeta: Sendable, Equatable {
         guard let bytes = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read it (is this a results folder written by `elbolab run`?)")
         }
-        let value: SpecValue
-        do { value = try JSONDecoder().decode(SpecValue.self, from: bytes) } catch {
-            throw InputError("\(path): is not valid JSON")
-        }
+        let value = try StrictJSON.parse(bytes, path: path)
         let r = SpecReader(file: path)
         let f = try r.object(value, "", allowed: ["experiment", "title", "description", "kind", "spec", "data", "truth-known",
                                                  "seeds", "runs", "variance-note", "wall-seconds"])

@@ -31,6 +31,8 @@ public enum AtomicFile {
                 offset += n
             }
         }
+        // fsync: a full disk may show only here (delayed allocation), not at write.
+        if ok && fsync(fd) != 0 && errno != EINVAL { ok = false; message = String(cString: strerror(errno)) }
         if close(fd) != 0 && ok { ok = false; message = String(cString: strerror(errno)) }
         if ok && rename(temporary, path) != 0 { ok = false; message = String(cString: strerror(errno)) }
         if !ok {
@@ -140,13 +142,10 @@ public enum ParamsFile {
 
     /// Reads a model from the contents of a parameters file; `path` names the file in messages.
     ///
-    /// JSONDecoder, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
+    /// ``StrictJSON``, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
     /// reads 0.30000000000000004 as 0.3000000000000001), so a written model would not read back.
     public static func parse(_ bytes: Data, path: String) throws -> LinearGaussianModel {
-        let value: SpecValue
-        do { value = try JSONDecoder().decode(SpecValue.self, from: bytes) } catch {
-            throw InputError("\(path): is not valid JSON (expected {\"W\": [[…]], \"b\": […], \"noise_variance\": s2})")
-        }
+        let value = try StrictJSON.parse(bytes, path: path)
         guard case let .object(dict) = value else {
             throw InputError("\(path): must be a JSON object with W, b and noise_variance, got \(value.shown)")
         }

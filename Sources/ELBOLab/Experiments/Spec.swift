@@ -71,6 +71,9 @@ public struct DataSpec: Sendable {
     public var source: Source
     /// The latent dimension J the runs fit unless a run sets `latent`.
     public var latent: Int
+    /// A CSV source's delimiter (nil: detected) and columns (nil: all), as `--delimiter` and `--columns`.
+    public var delimiter: UInt8? = nil
+    public var columns: [CSVColumn]? = nil
 
     public init(source: Source, latent: Int) {
         self.source = source
@@ -97,12 +100,12 @@ public struct DataSpec: Sendable {
     }
 
     /// Loads or simulates the data (`count` points when simulated; nil uses the spec's count).
-    public func dataset(count: Int? = nil, name: String) throws -> Dataset {
+    public func dataset(count: Int? = nil, name: String, memory: MemoryBudget = .machine) throws -> Dataset {
         switch source {
         case let .simulated(s):
             return s.dataset(count: count ?? s.count, name: name)
         case let .csv(path):
-            return try Dataset.load(csv: path)
+            return try Dataset.load(csv: path, options: CSVOptions(delimiter: delimiter, columns: columns, memory: memory)).data
         }
     }
 }
@@ -213,39 +216,21 @@ extension ExperimentSpec {
 
     /// Parses spec JSON; `path` names the file in messages and anchors relative CSV paths.
     public static func parse(_ bytes: Data, path: String) throws -> ExperimentSpec {
-        let value: SpecValue
-        do {
-            value = try JSONDecoder().decode(SpecValue.self, from: bytes)
-        } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw InputError("\(path): is not valid JSON" + (detail.map { ": \($0)" } ?? ""))
-        } catch {
-            throw InputError("\(path): is not valid JSON")
-        }
+        let value = try StrictJSON.parse(bytes, path: path)
         var spec = try SpecReader(file: path).spec(value)
         spec.text = bytes
         return spec
     }
 }
 
-/// A JSON value as the spec reader sees it: JSON's own types, strictly (`true` is not 1).
-enum SpecValue: Decodable, Sendable {
+/// A JSON value as the spec reader sees it (read by ``StrictJSON``): JSON's own types, strictly (`true` is not 1).
+enum SpecValue: Sendable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([SpecValue])
     case object([String: SpecValue])
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let x = try? c.decode(Double.self) { self = .number(x) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([SpecValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: SpecValue].self)) }
-    }
 
     /// How the value reads in a message: `"vae"`, `2.5`, `true`, `an array`.
     var shown: String {
@@ -269,7 +254,7 @@ struct SpecReader {
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
                           "defaults", "runs", "counts", "variance"]
-    static let dataKeys = ["csv", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
+    static let dataKeys = ["csv", "delimiter", "columns", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
     static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points"]
 
     func fail(_ field: String, _ message: String) -> InputError {
@@ -461,7 +446,24 @@ struct SpecReader {
                 let folder = URL(fileURLWithPath: file).deletingLastPathComponent().path
                 path = folder + "/" + path
             }
-            return DataSpec(source: .csv(path), latent: latent)
+            var spec = DataSpec(source: .csv(path), latent: latent)
+            do {
+                spec.delimiter = try f["delimiter"].map { try CSVOptions.delimiter(named: try string($0, f.at("delimiter"))) }
+                // "columns": "2-" as on the command line, or a list of names and 1-based numbers.
+                spec.columns = try f["columns"].map { v -> [CSVColumn] in
+                    if case let .string(text) = v { return try CSVColumn.list(text) }
+                    return try array(v, f.at("columns")).enumerated().map { k, item in
+                        if case let .string(name) = item { return .name(name) }
+                        return .index(try integer(item, "\(f.at("columns"))[\(k)]", min: 1))
+                    }
+                }
+            } catch let error as InputError where !error.message.hasPrefix(file) {
+                throw fail(f.at(error.message.hasPrefix("--delimiter") ? "delimiter" : "columns"), error.message)
+            }
+            return spec
+        }
+        for key in ["delimiter", "columns"] where f[key] != nil {
+            throw fail(f.at(key), "is for CSV data (\"csv\": path); simulated data have no file to read")
         }
         var loadings: Matrix? = nil
         if let w = f["loadings"] {
