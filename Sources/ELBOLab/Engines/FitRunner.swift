@@ -45,6 +45,8 @@ public struct FitResult: Sendable {
     public var stopReason: StopReason
     /// The fault that stopped the run, if any.
     public var fault: String?
+    /// The q of the last logged row (with ``model``, what the run ends with).
+    public var posteriors: GaussianPosteriors? = nil
 
     /// The last logged row.
     public var final: CurveRow? { curve.last }
@@ -88,7 +90,8 @@ public struct FitRunner {
                                stopReason: options.strategy == .mle ? .closedForm : .iterations, fault: nil)
         var passes = 0.0, gradients = 0, seconds = 0.0
         func record(_ t: Int) throws {
-            let score = try Scorer.score(data: data, model: engine.model, q: try engine.posteriors())
+            let q = try engine.posteriors()
+            let score = try Scorer.score(data: data, model: engine.model, q: q)
             guard score.elbo.isFinite && score.logLikelihood.isFinite else {
                 throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO", detail: "is \(score.elbo) (log-likelihood \(score.logLikelihood))")
             }
@@ -96,6 +99,7 @@ public struct FitRunner {
             let best = result.curve.map(\.score.elbo).max()
             result.curve.append(row)
             result.model = engine.model
+            result.posteriors = q
             progress?(row)
             if let best, best - score.elbo > FitRunner.divergenceMargin(best) {
                 throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO",

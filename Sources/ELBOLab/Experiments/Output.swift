@@ -246,6 +246,7 @@ extension FitResult {
             ("stop_reason", .string(stopReason.rawValue)),
         ]
         if let fault { pairs.append(("fault", .string(fault))) }
+        pairs.append(contentsOf: diagnosticsSummary(data: data))
         pairs.append(("seed", .number(Double(options.seed))))
         pairs.append(("noise_variance_fixed", .number(options.constraints.noiseVariance)))
         pairs.append(("zero_offset", .bool(options.constraints.zeroOffset)))
