@@ -8,6 +8,7 @@ extension MStep: ExpressibleByArgument {}
 extension EncoderKind: ExpressibleByArgument {}
 extension GradientEstimator: ExpressibleByArgument {}
 extension KLEstimator: ExpressibleByArgument {}
+extension Objective: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension Acceleration: ExpressibleByArgument {}
 extension GaussianPosteriors.Family: ExpressibleByArgument {}
@@ -38,6 +39,7 @@ struct Fit: ParsableCommand {
           elbolab fit --data data.csv --latent 3 --strategy per-datapoint --e-solver bfgs --output out/a
           elbolab fit --data data.csv --latent 3 --strategy joint --gradient reparam --samples 1 --output out/c
           elbolab fit --data data.csv --latent 3 --strategy amortized --gradient reparam --kl stl --output out/b
+          elbolab fit --data data.csv --latent 3 --strategy joint --objective iwae --particles 10 --gradient dreg --output out/iw
           elbolab fit --data scalar.csv --latent 1 --strategy em --noise-variance 0.25 --no-offset --output out/em
         """
     )
@@ -59,9 +61,11 @@ struct Fit: ParsableCommand {
     @Option(help: "amortized, joint: linear | mlp.") var encoder: EncoderKind = .linear
     @Option(help: "MLP encoder width.") var hidden: Int = 32
     @Option(name: .customLong("encoder-steps"), help: "amortized: encoder steps per θ step.") var encoderSteps: Int = 1
-    @Option(help: "amortized, joint: exact (default: the closed-form expected gradient) | reparam (the notes' Monte Carlo method) | score.") var gradient: GradientEstimator?
+    @Option(help: "amortized, joint: exact (default: the closed-form expected gradient) | reparam (the notes' Monte Carlo method) | score | dreg (with --objective iwae).") var gradient: GradientEstimator?
     @Option(help: "Monte Carlo gradients (--gradient reparam|score, --e-solver adam): the KL term: analytic (closed form, the peers' choice) | mc (log q − log p at the draws) | stl (mc with q's parameters held fixed inside log q: the path-derivative, 'sticking the landing' estimator, whose noise vanishes as q reaches the exact posterior).") var kl: KLEstimator = .analytic
     @Option(help: "Monte Carlo samples per point per step.") var samples: Int = 1
+    @Option(help: "joint: elbo | iwae (the importance-weighted bound L_K of Burda et al. with --particles K, trained with --gradient reparam (the IWAE estimator) or --gradient dreg (Tucker et al.'s doubly-reparameterised encoder gradient; θ's gradient is pathwise either way); the stop rule and seconds_to_tolerance then follow the exact log-likelihood, since q is not trained to maximise the ELBO).") var objective: Objective = .elbo
+    @Option(help: "--objective iwae: particles K per point (K = 1 is the ELBO).") var particles: Int = 1
     @Option(help: "amortized, joint: minibatch size (default: the full batch).") var batch: Int?
     @Option(help: "amortized, joint: adam | bfgs (GSL's BFGS2) | lbfgs (limited-memory BFGS); the quasi-Newton methods need --gradient exact and the full batch (default: lbfgs for joint with the exact gradient, else adam).") var optimizer: OptimizerKind?
     @Option(help: "em, and per-datapoint with closed-form E- and M-steps: px (parameter expansion: the M-step also fits the prior of z, then maps back; the default) | none (the notes' plain steps) | squarem (em only: extrapolate from two EM steps, keep the result when log p rises).") var acceleration: Acceleration?
@@ -81,6 +85,7 @@ struct Fit: ParsableCommand {
         if let e = eSteps, e < 1 { throw ValidationError("--e-steps must be at least 1") }
         if encoderSteps < 1 { throw ValidationError("--encoder-steps must be at least 1") }
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if particles < 1 { throw ValidationError("--particles must be at least 1") }
         if hidden < 1 { throw ValidationError("--hidden must be at least 1") }
         if let b = batch, b < 1 { throw ValidationError("--batch must be at least 1") }
         if let lr = learningRate, !(lr > 0 && lr.isFinite) { throw ValidationError("--learning-rate must be a positive number") }
@@ -107,6 +112,8 @@ struct Fit: ParsableCommand {
         o.gradient = gradient
         o.kl = kl
         o.samples = samples
+        o.objective = objective == .elbo ? nil : objective
+        o.particles = particles == 1 ? nil : particles
         o.batch = batch
         o.optimizer = optimizer
         o.learningRate = learningRate

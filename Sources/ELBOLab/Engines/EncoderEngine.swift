@@ -33,6 +33,8 @@ final class EncoderEngine: InferenceEngine {
     /// The fused reparameterised gradient (linear encoder, one or more draws, analytic KL or on the
     /// full batch the path derivative), else nil.
     private let fusedReparameterized: LinearEncoderReparameterized?
+    /// The importance-weighted bound's gradient (`--objective iwae`), with its scratch.
+    private let importanceWeighted = ImportanceWeightedGradient()
 
     init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
         precondition(options.strategy == .amortized || options.strategy == .joint)
@@ -104,6 +106,32 @@ final class EncoderEngine: InferenceEngine {
                     return -r.value
                 }
             }
+        }
+    }
+
+    /// Checks the importance-weighted options (§13–§14): one line naming the fix.
+    static func checkImportanceWeighted(_ options: FitOptions) throws {
+        if let k = options.particles, k < 1 { throw InputError("--particles \(k) must be at least 1") }
+        if options.resolvedObjective == .elbo {
+            if options.resolvedParticles > 1 {
+                throw InputError("--particles applies to --objective iwae (for more ELBO draws per point use --samples)")
+            }
+            if options.resolvedGradient == .dreg {
+                throw InputError("--gradient dreg estimates the importance-weighted bound's gradient: add --objective iwae (for the ELBO, --gradient reparam --kl stl is the same estimator)")
+            }
+            return
+        }
+        guard options.strategy == .joint else {
+            throw InputError("--objective iwae trains joint runs only (not \(options.strategy.rawValue))")
+        }
+        guard options.resolvedGradient == .reparam || options.resolvedGradient == .dreg else {
+            throw InputError("--objective iwae needs a Monte Carlo gradient: add --gradient reparam (IWAE) or --gradient dreg")
+        }
+        guard options.resolvedOptimizer == .adam else {
+            throw InputError("--objective iwae is trained by adam: drop --optimizer \(options.resolvedOptimizer.rawValue)")
+        }
+        if options.kl != .analytic || options.samples != 1 {
+            throw InputError("--objective iwae uses the whole log-weight log p(y, z) − log q(z): drop --kl and --samples (use --particles)")
         }
     }
 
@@ -230,7 +258,11 @@ final class EncoderEngine: InferenceEngine {
         } else if options.strategy == .joint {
             let b = nextBatch()
             let gTheta: ModelGradient, gPhi: [Double]
-            if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
+            if options.resolvedObjective == .iwae {
+                (gTheta, gPhi, _) = importanceWeighted.encoder(batch: b, model: model, encoder: encoder,
+                                                               particles: options.resolvedParticles,
+                                                               estimator: options.resolvedGradient == .dreg ? .dreg : .iwae, rng: draws)
+            } else if let fused = fusedReparameterized, let linear = encoder as? LinearEncoder {
                 (gTheta, gPhi) = fused.gradient(batch: b, model: model, encoder: linear, samples: options.samples, rng: draws)
             } else {
                 let (g, out) = estimate(b)

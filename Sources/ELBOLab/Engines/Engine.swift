@@ -33,6 +33,7 @@ public protocol InferenceEngine: AnyObject {
 /// Builds the engine that `options` describe, starting from the seed's shared initial θ.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
     try data.validate(latent: options.latent, noiseFixed: options.constraints.noiseVariance != nil)
+    try EncoderEngine.checkImportanceWeighted(options)
     if let power = options.averaging {
         guard options.strategy != .mle && options.strategy != .em else {
             throw InputError("--averaging applies to per-datapoint, amortized and joint runs, not \(options.strategy.rawValue)")

@@ -1,5 +1,13 @@
 import CGSL
 
+/// What a Monte Carlo encoder run maximises.
+public enum Objective: String, Sendable, CaseIterable, Codable {
+    /// The ELBO (§6, §8).
+    case elbo
+    /// The importance-weighted bound L_K with K particles (§13); K = 1 is the ELBO.
+    case iwae
+}
+
 /// How the gradient of the importance-weighted bound L_K is estimated for q's (encoder's)
 /// parameters (§14); θ always gets the pathwise Σ_k w̃_k ∇_θ log p_θ(y, z_k).
 public enum ImportanceWeightedEstimator: String, Sendable, CaseIterable, Codable {
