@@ -54,4 +54,20 @@ struct ImportanceWeightedTrainingTests {
             }
         }
     }
+
+    @Test("Specs read objective and particles")
+    func specOptions() throws {
+        let json = """
+        {"name": "iw", "data": {"dim": 4, "latent": 2, "count": 200, "noise-variance": 0.5, "seed": 3}, "seeds": [1],
+         "runs": [{"label": "dreg", "strategy": "joint", "objective": "iwae", "particles": 10, "gradient": "dreg"},
+                  {"label": "elbo", "strategy": "joint", "gradient": "reparam"}]}
+        """
+        let spec = try ExperimentSpec.parse(Data(json.utf8), path: "iw.json")
+        let options = spec.runs.map(\.options)
+        #expect(options[0].resolvedObjective == .iwae && options[0].resolvedParticles == 10 && options[0].resolvedGradient == .dreg)
+        #expect(options[1].resolvedObjective == .elbo && options[1].resolvedParticles == 1)
+        #expect(throws: InputError.self) {
+            try ExperimentSpec.parse(Data(json.replacingOccurrences(of: "\"particles\": 10", with: "\"particles\": 0").utf8), path: "iw.json")
+        }
+    }
 }

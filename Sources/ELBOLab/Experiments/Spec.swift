@@ -269,7 +269,7 @@ struct SpecReader {
         "latent", "noise-variance", "no-offset", "iterations", "max-seconds", "tolerance", "window", "log-every",
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
         "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
-        "acceleration",
+        "acceleration", "objective", "particles",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
@@ -600,6 +600,8 @@ struct SpecReader {
                 case "decay-power": o.decayPower = nil
                 case "averaging": o.averaging = nil
                 case "acceleration": o.acceleration = nil
+                case "objective": o.objective = nil
+                case "particles": o.particles = nil
                 case "window": o.window = nil
                 default: throw fail(field, "cannot be null")
                 }
@@ -633,6 +635,8 @@ struct SpecReader {
             case "decay-power": o.decayPower = try positive(v, field)
             case "averaging": o.averaging = try nonNegative(v, field)
             case "acceleration": o.acceleration = try choice(v, field, "acceleration", Acceleration.self)
+            case "objective": o.objective = try choice(v, field, "objective", Objective.self)
+            case "particles": o.particles = try integer(v, field, min: 1)
             case "strategy", "label":
                 continue
             default:
