@@ -145,6 +145,16 @@ struct ImportanceWeightedBoundTests {
         }
     }
 
+    @Test("A q with a zero variance is an error, not a NaN bound")
+    func degenerateQ() throws {
+        let p = Self.problem()
+        var q = try GaussianPosteriors.optimal(.diagonal, model: p.model, data: p.data)
+        q.scales[0, 0] = 0
+        #expect(throws: InputError.self) {
+            try ImportanceWeightedBound.estimate(data: p.data, model: p.model, q: q, particles: 3, replicates: 2, rng: RandomSource(seed: 1))
+        }
+    }
+
     @Test("Adaptive estimate: the standard error reaches the target and the draws are counted")
     func adaptiveTarget() throws {
         let p = Self.problem()

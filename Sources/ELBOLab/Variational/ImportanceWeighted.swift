@@ -41,12 +41,21 @@ public enum ImportanceWeightedBound {
     ///   - q: one Gaussian per point of `data` (either family, shared or per-point covariance).
     ///   - particles: K ≥ 1.
     ///   - rng: the stream of every draw, in the order replicate → particle → point → latent.
-    /// - Throws: ``InputError`` for a q that does not fit the data or an invalid θ.
+    /// - Throws: ``InputError`` for a q that does not fit the data, an invalid θ, or a q whose
+    ///   log-weights are not finite (a zero or infinite variance).
     public static func estimate(data: Dataset, model: LinearGaussianModel, q: GaussianPosteriors,
                                 particles: Int, replicates: Int, rng: RandomSource) throws -> ImportanceWeightedEstimate {
         var state = try Accumulator(data: data, model: model, q: q, particles: particles)
         state.run(replicates: max(2, replicates), rng: rng)
-        return state.result
+        return try checked(state.result)
+    }
+
+    /// `estimate` when its value and error are finite; an ``InputError`` naming the cause otherwise.
+    private static func checked(_ estimate: ImportanceWeightedEstimate) throws -> ImportanceWeightedEstimate {
+        guard estimate.value.isFinite && estimate.standardError.isFinite else {
+            throw InputError("the importance-weighted bound is \(estimate.value) ± \(estimate.standardError): q has a non-finite mean or a zero or infinite variance")
+        }
+        return estimate
     }
 
     /// An estimate with a standard error at most `targetStandardError` where that takes at most
@@ -66,7 +75,7 @@ public enum ImportanceWeightedBound {
             let total = Int(min(Double(cap), wanted.rounded(.up)))
             if total > pilot { state.run(replicates: total - pilot, rng: rng) }
         }
-        return state.result
+        return try checked(state.result)
     }
 
     /// Per point: running sums over replicates, and the fixed parts of the log-weights.
