@@ -42,7 +42,7 @@ struct InterruptTests {
 
             let out = folder.appendingPathComponent("out")
             let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
-            #expect(names == ["curve.csv", "params.json", "summary.json"], "left \(names)")
+            #expect(names == ["curve.csv", "params.json", "posterior.csv", "summary.json"], "left \(names)")
             let curve = try String(contentsOf: out.appendingPathComponent("curve.csv"), encoding: .utf8)
             #expect(curve.hasSuffix("\n"))
             let lines = curve.split(separator: "\n")

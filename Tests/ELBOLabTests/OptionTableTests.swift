@@ -31,6 +31,7 @@ import Testing
         let runs: [(Strategy, [String])] = [
             (.joint, ["--encoder", "mlp", "--gradient", "reparam"]), (.amortized, ["--encoder", "mlp"]),
             (.perDatapoint, ["--e-solver", "adam"]), (.em, []), (.perDatapoint, []), (.semiAmortized, []),
+            (.joint, ["--objective", "iwae", "--gradient", "reparam"]),
         ]
         let values: [String?] = entry.isFlag ? [nil] : entry.choices ?? [name == "latent" ? "3" : "2"]
         var matched = false
@@ -93,7 +94,7 @@ import Testing
             (.joint, ["--gradient", "reparam", "--samples", "0"], "--samples: must be at least 1, got 0"),
             (.joint, ["--gradient", "reparam", "--samples", "x"], "--samples: expected an integer, got \"x\""),
             (.joint, ["--max-seconds", "nan"], "--max-seconds: expected a number"),
-            (.joint, ["--gradient", "vae"], "--gradient: unknown gradient \"vae\" (expected one of reparam, score, exact)"),
+            (.joint, ["--gradient", "vae"], "--gradient: unknown gradient \"vae\" (expected one of reparam, score, exact, dreg)"),
             (.joint, ["--learnin-rate", "0.1"], "unknown option --learnin-rate (did you mean --learning-rate?)"),
             (.joint, ["--samples"], "--samples needs a value"),
             (.joint, ["--no-offset=yes"], "--no-offset is a flag and takes no value"),
@@ -172,7 +173,8 @@ import Testing
                 rest = tail.dropFirst(name.count)
             }
         }
-        let own: Set<String> = ["data", "strategy", "seed", "output", "quiet"]
+        // fit's own flags: the data file and how it is read, the strategy, the seed, the output.
+        let own: Set<String> = ["data", "delimiter", "columns", "max-memory", "strategy", "seed", "output", "quiet"]
         #expect(documented.subtracting(own) == Set(FitOptionTable.names), "README's fit table and the option table differ")
         // experiments/README.md: the run-options paragraph names each option as `name`.
         let paragraph = try #require(specs.range(of: "Run options:"))

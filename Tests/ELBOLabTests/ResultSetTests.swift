@@ -136,14 +136,15 @@ struct ResultSetTests {
             try #require(first.status == 0, "\(first.stderr)")
             let out = disk.appendingPathComponent("out")
             let before = contents(of: out)
-            #expect(before.keys.sorted() == ["curve.csv", "params.json", "summary.json"])
+            #expect(before.keys.sorted() == ["curve.csv", "params.json", "posterior.csv", "summary.json"])
             try fillDisk(disk)
             let second = try elbolab(fit + ["--seed", "2"], in: disk)
             #expect(second.status != 0 && second.status < 128)
             #expect(second.stderrLines.count == 1, "\(second.stderr)")
             #expect(second.stderr.hasPrefix("Error: out/curve.csv: cannot write: No space left on device"), "\(second.stderr)")
             #expect(contents(of: out) == before)
-            #expect(listing(of: disk).sorted() == ["data.csv", "filler", "out", "out/curve.csv", "out/params.json", "out/summary.json"])
+            #expect(listing(of: disk).sorted() == ["data.csv", "filler", "out", "out/curve.csv", "out/params.json", "out/posterior.csv",
+                                                   "out/summary.json"])
         }
     }
     @Test("run on a full disk: its files of record stay the previous complete set, which --resume then keeps",

@@ -76,8 +76,11 @@ final class EncoderEngine: InferenceEngine {
         cursor = data.count
         fullBatch = Batch(data)
         batch = batchSize == data.count ? fullBatch : Batch(capacity: batchSize, dimension: data.dimension, mean: data.mean)
-        gradient = .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,
-                            encoder: encoder, data: data, batchSize: batchSize)
+        gradient = options.resolvedObjective == .iwae
+            ? .importanceWeighted(ImportanceWeightedGradient(), options.resolvedGradient == .dreg ? .dreg : .iwae,
+                                  particles: options.resolvedParticles)
+            : .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,
+                       encoder: encoder, data: data, batchSize: batchSize)
         guard quasiNewton else {
             self.schedule = options.strategy == .joint ? .jointAdam : .alternatingAdam
             return

@@ -45,13 +45,18 @@ public enum FitOptionTable {
             E.integer("encoder-steps", \.encoderSteps, min: 1, metavar: "K", scope: .amortized,
                       help: "Encoder steps per θ step.", defaultRule: "1"),
             E.choices("gradient", \.gradient, scope: .encoder,
-                      help: "The gradient of q's parameters: exact (the closed-form expected gradient), reparam (the notes' Monte Carlo method) or score (REINFORCE).",
+                      help: "The gradient of q's parameters: exact (the closed-form expected gradient), reparam (the notes' Monte Carlo method), score (REINFORCE) or, with --objective iwae, dreg.",
                       defaultRule: "exact"),
             E.choice("kl", \.kl, scope: .monteCarlo,
                      help: "The KL term of a Monte Carlo gradient: analytic (closed form, the peers' choice), mc (log q − log p at the draws) or stl (mc with q's parameters held fixed inside log q: the path-derivative, 'sticking the landing' estimator, whose noise vanishes as q reaches the exact posterior).",
                      defaultRule: "analytic"),
             E.integer("samples", \.samples, min: 1, metavar: "K", scope: .monteCarlo,
                       help: "Monte Carlo samples per point per step.", defaultRule: "1"),
+            E.choices("objective", \.objective, scope: .joint,
+                      help: "elbo, or iwae: the importance-weighted bound L_K of Burda et al. with --particles K, trained with --gradient reparam (the IWAE estimator) or dreg (Tucker et al.'s doubly-reparameterised encoder gradient; θ's gradient is pathwise either way); the stop rule and the times to tolerance then follow the exact log-likelihood, since q is not trained to maximise the ELBO.",
+                      defaultRule: "elbo"),
+            E.integers("particles", \.particles, min: 1, metavar: "K", scope: .importanceWeighted,
+                       help: "Particles K per point of L_K (K = 1 is the ELBO).", defaultRule: "1"),
             E.integers("batch", \.batch, min: 1, metavar: "B", scope: .encoderOptimizer,
                        help: "Minibatch size (at most N).", defaultRule: "the full batch"),
             E.choices("optimizer", \.optimizer, scope: .encoderOptimizer,
@@ -187,6 +192,8 @@ final class FitOptionScope: Sendable {
     static let mlp = FitOptionScope("amortized, joint and semi-amortized with --encoder mlp") { encoder.contains($0) && $0.encoder == .mlp }
     static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
     static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
+    static let joint = FitOptionScope("joint") { $0.strategy == .joint }
+    static let importanceWeighted = FitOptionScope("joint with --objective iwae") { $0.strategy == .joint && $0.resolvedObjective == .iwae }
     static let monteCarlo = FitOptionScope("Monte Carlo gradients: amortized, joint and semi-amortized with --gradient reparam or score, per-datapoint with --e-solver adam") {
         $0.strategy != .mle && $0.strategy != .em && $0.isStochastic
     }
@@ -459,6 +466,19 @@ extension FitOptions {
             if optimizer == .lbfgs && strategy == .amortized {
                 throw InputError("--optimizer lbfgs is for joint; amortized's quasi-Newton encoder step is bfgs")
             }
+        }
+        if resolvedObjective == .iwae {
+            guard resolvedGradient == .reparam || resolvedGradient == .dreg else {
+                throw InputError("--objective iwae needs a Monte Carlo gradient: add --gradient reparam (IWAE) or --gradient dreg")
+            }
+            if optimizer != nil && optimizer != .adam {
+                throw InputError("--objective iwae is trained by adam: drop --optimizer \(resolvedOptimizer.rawValue)")
+            }
+            if kl != .analytic || samples != 1 {
+                throw InputError("--objective iwae uses the whole log-weight log p(y, z) − log q(z): drop --kl and --samples (use --particles)")
+            }
+        } else if resolvedGradient == .dreg {
+            throw InputError("--gradient dreg estimates the importance-weighted bound's gradient: add --objective iwae (for the ELBO, --gradient reparam --kl stl is the same estimator)")
         }
         if acceleration == .squarem && strategy != .em {
             throw InputError("--acceleration squarem is for em only; this \(describedRun) takes px or none")

@@ -103,6 +103,10 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var kl: KLEstimator = .analytic
     /// Monte Carlo samples per point per step.
     public var samples: Int = 1
+    /// joint: the ELBO (nil) or the importance-weighted bound L_K.
+    public var objective: Objective? = nil
+    /// K, the particles of L_K (nil: 1).
+    public var particles: Int? = nil
     /// Minibatch size; nil is the full batch.
     public var batch: Int? = nil
     /// Amortized and joint: Adam, or a quasi-Newton method on the exact objective; nil the default
@@ -219,6 +223,11 @@ public struct FitOptions: Sendable, Equatable, Codable {
         default: return 100_000
         }
     }
+
+    /// The objective in force.
+    public var resolvedObjective: Objective { objective ?? .elbo }
+    /// The particles in force.
+    public var resolvedParticles: Int { particles ?? 1 }
 
     /// Inner iterations per E-step in force.
     public var resolvedESteps: Int { eSteps ?? (eSolver == .adam ? 5 : 50) }

@@ -53,6 +53,8 @@ public struct FitResult: Sendable {
     public var stopReason: StopReason
     /// The fault that stopped the run, if any.
     public var fault: String?
+    /// The q of the last logged row (with ``model``, what the run ends with).
+    public var posteriors: GaussianPosteriors? = nil
 
     /// The last logged row.
     public var final: CurveRow? { curve.last }
@@ -60,12 +62,12 @@ public struct FitResult: Sendable {
     /// Training seconds until the exact ELBO first came within `epsilon` nats/point of the MLE,
     /// at logged rows; nil when it never did.
     public func secondsTo(within epsilon: Double) -> Double? {
-        curve.first { mle.logLikelihood - $0.score.elbo <= epsilon }?.seconds
+        curve.first { mle.logLikelihood - FitRunner.tracked($0.score, options) <= epsilon }?.seconds
     }
 
     /// Iterations until within `epsilon` of the MLE, at logged rows.
     public func iterationsTo(within epsilon: Double) -> Int? {
-        curve.first { mle.logLikelihood - $0.score.elbo <= epsilon }?.iteration
+        curve.first { mle.logLikelihood - FitRunner.tracked($0.score, options) <= epsilon }?.iteration
     }
 }
 
@@ -97,18 +99,21 @@ public struct FitRunner {
                                stopReason: options.strategy == .mle ? .closedForm : .iterations, fault: nil)
         var passes = 0.0, gradients = 0, seconds = 0.0
         func record(_ t: Int) throws {
-            let score = try Scorer.score(data: data, model: engine.model, q: try engine.posteriors())
+            let q = try engine.posteriors()
+            let score = try Scorer.score(data: data, model: engine.model, q: q)
             guard score.elbo.isFinite && score.logLikelihood.isFinite else {
                 throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO", detail: "is \(score.elbo) (log-likelihood \(score.logLikelihood))")
             }
             let row = CurveRow(iteration: t, dataPasses: passes, gradientEvaluations: gradients, seconds: seconds, score: score)
-            let best = result.curve.map(\.score.elbo).max()
+            let best = result.curve.map { FitRunner.tracked($0.score, options) }.max()
             result.curve.append(row)
             result.model = engine.model
+            result.posteriors = q
             progress?(row)
-            if let best, best - score.elbo > FitRunner.divergenceMargin(best) {
-                throw NumericalFault(engine: engine.name, iteration: t, quantity: "ELBO",
-                                     detail: "fell from \(formatNumber(best)) to \(formatNumber(score.elbo)) nats/point: the optimiser diverged (lower the learning rate)")
+            let now = FitRunner.tracked(score, options)
+            if let best, best - now > FitRunner.divergenceMargin(best) {
+                throw NumericalFault(engine: engine.name, iteration: t, quantity: options.resolvedObjective == .iwae ? "log-likelihood" : "ELBO",
+                                     detail: "fell from \(formatNumber(best)) to \(formatNumber(now)) nats/point: the optimiser diverged (lower the learning rate)")
             }
         }
         do {
@@ -132,7 +137,8 @@ public struct FitRunner {
                 let last = t == maxIterations || seconds >= options.maxSeconds
                 if FitRunner.isLogged(t, every: options.logEvery) || last {
                     try record(t)
-                    if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance, settled: !options.isStochastic) {
+                    if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance, settled: !options.isStochastic,
+                                 value: { FitRunner.tracked($0.score, options) }) {
                         result.stopReason = .converged
                         break
                     }
@@ -146,6 +152,13 @@ public struct FitRunner {
         return result
     }
 
+    /// The exact figure the stop rule, the divergence check and the times to tolerance follow:
+    /// the ELBO, or for `--objective iwae` (whose q is not trained to maximise the ELBO, which
+    /// falls while θ climbs) the log-likelihood at θ, which L_K tends to.
+    static func tracked(_ score: Score, _ options: FitOptions) -> Double {
+        options.resolvedObjective == .iwae ? score.logLikelihood : score.elbo
+    }
+
     /// How far below its best the ELBO may fall before the run counts as diverged:
     /// 1 nat/point plus 1% of the best, far beyond Monte Carlo jitter or Adam's overshoot.
     static func divergenceMargin(_ best: Double) -> Double { 1 + 0.01 * abs(best) }
@@ -154,14 +167,15 @@ public struct FitRunner {
     /// with `settled` (exact objectives, where the curve is not noise), also the last `window`
     /// rows and the one before them lie within `tolerance` of each other, so that a curve that
     /// falls or swings (Adam overshooting) is not taken for a converged one.
-    func converged(_ curve: [CurveRow], window: Int, tolerance: Double, settled: Bool = false) -> Bool {
+    func converged(_ curve: [CurveRow], window: Int, tolerance: Double, settled: Bool = false,
+                   value: (CurveRow) -> Double = { $0.score.elbo }) -> Bool {
         guard curve.count > window else { return false }
         let split = curve.count - window
-        let before = curve[..<split].map(\.score.elbo).max() ?? -.infinity
-        let recent = curve[split...].map(\.score.elbo)
+        let before = curve[..<split].map(value).max() ?? -.infinity
+        let recent = curve[split...].map(value)
         guard (recent.max() ?? -.infinity) - before < tolerance else { return false }
         guard settled else { return true }
-        let span = curve[(split - 1)...].map(\.score.elbo)
+        let span = curve[(split - 1)...].map(value)
         return (span.max() ?? 0) - (span.min() ?? 0) < tolerance
     }
 }

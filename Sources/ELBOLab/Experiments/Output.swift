@@ -227,6 +227,7 @@ extension FitResult {
         let last = final
         var pairs: [(String, JSON)] = [
             ("strategy", .string(options.strategy.rawValue)),
+            ("objective", .string(options.resolvedObjective.rawValue)),
             ("n", .number(Double(data.count))),
             ("dim", .number(Double(data.dimension))),
             ("latent", .number(Double(options.latent))),
@@ -245,6 +246,7 @@ extension FitResult {
             ("stop_reason", .string(stopReason.rawValue)),
         ]
         if let fault { pairs.append(("fault", .string(fault))) }
+        pairs.append(contentsOf: diagnosticsSummary(data: data, particles: options.resolvedParticles))
         pairs.append(("seed", .number(Double(options.seed))))
         pairs.append(("noise_variance_fixed", .number(options.constraints.noiseVariance)))
         pairs.append(("zero_offset", .bool(options.constraints.zeroOffset)))

@@ -165,10 +165,12 @@ extension FitResult {
     /// The files `elbolab fit` writes, in order: `curve.csv`, `summary.json`, `params.json`.
     /// ``ResultSet`` writes them all or none.
     public func files(data: Dataset) -> [ResultSet.File] {
-        [
+        var files: [ResultSet.File] = [
             ("curve.csv", curveCSV),
             ("summary.json", summaryJSON(data: data).text() + "\n"),
             ("params.json", ParamsFile.json(model).text() + "\n"),
         ]
+        if let posterior = posteriorCSV { files.append(("posterior.csv", posterior)) }
+        return files
     }
 }

@@ -15,6 +15,9 @@ enum EncoderGradient {
     /// Any encoder and estimator: per point (``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``),
     /// then the encoder's backward pass.
     case pointwise(GradientEstimator, KLEstimator, samples: Int)
+    /// The importance-weighted bound L_K's gradient (§14) with K particles a point: IWAE or
+    /// DReG for the encoder, pathwise for θ (``ImportanceWeightedGradient``).
+    case importanceWeighted(ImportanceWeightedGradient, ImportanceWeightedEstimator, particles: Int)
 
     /// The fastest route for `estimator` with `encoder` on batches of `batchSize` of `data`.
     static func fastest(for estimator: GradientEstimator, kl: KLEstimator, samples: Int,
@@ -42,6 +45,9 @@ enum EncoderGradient {
                 return EncoderGradient.pointwise(.reparam, kl, samples: samples).gradient(model: model, encoder: encoder, batch: batch, rng: rng)
             }
             return fused.gradient(batch: batch(), model: model, encoder: linear, samples: samples, rng: rng)
+        case let .importanceWeighted(iw, estimator, particles):
+            let r = iw.encoder(batch: batch(), model: model, encoder: encoder, particles: particles, estimator: estimator, rng: rng)
+            return (r.model, r.encoder)
         case let .pointwise(estimator, kl, samples):
             let b = batch()
             let out = encoder.forward(b)

@@ -165,6 +165,10 @@ public enum GradientEstimator: String, Sendable, CaseIterable, Codable {
     case score
     /// The exact expected gradient in closed form (§7): no Monte Carlo noise.
     case exact
+    /// The doubly-reparameterised estimator of the importance-weighted bound's encoder gradient
+    /// (Tucker et al. 2019; ``ImportanceWeightedEstimator/dreg``); for the ELBO (K = 1) it is the
+    /// path-derivative estimator, reparameterised with ``KLEstimator/stl``.
+    case dreg
 }
 
 /// How the KL term enters a Monte Carlo ELBO estimate (§8).
@@ -206,6 +210,9 @@ extension ELBOGradient {
         let sd = logVariances.storage.map { exp(0.5 * $0) }
         var gm = Matrix(rows: b, cols: j), gl = Matrix(rows: b, cols: j)
         switch estimator {
+        case .dreg:
+            return meanField(batch: batch, model: model, means: means, logVariances: logVariances,
+                             estimator: .reparam, kl: .stl, samples: samples, rng: rng)
         case .exact:
             var vsum = Matrix(rows: j, cols: j)
             for n in 0..<b { for k in 0..<j { vsum[k, k] += sd[n * j + k] * sd[n * j + k] } }
