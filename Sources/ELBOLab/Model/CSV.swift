@@ -60,9 +60,11 @@ public struct CSVOptions: Sendable {
 
 /// One item of a column selection (`--columns`): a 1-based index, a range of them, or a header name.
 public enum CSVColumn: Sendable, Equatable {
+    /// A column by its 1-based number.
     case index(Int)
     /// `first-last`, or `first-` up to the last column (last nil).
     case range(Int, Int?)
+    /// A column by its name in the header line.
     case name(String)
 
     /// Reads `2-`, `1,3,5`, `2-4,x7` or `height,weight`: comma-separated items, each an index,
