@@ -82,6 +82,11 @@ struct CSVDialectTests {
         #expect(refusal(r).contains("holds 1…N: it is a row index"))
         #expect(try read(pandas, CSVOptions(columns: [.range(2, nil)])).matrix == table)
         #expect(try read(r, CSVOptions(columns: [.range(2, nil)])).matrix == table)
+        // pandas' default for a frame made from an array: unnamed columns are numbered 0, 1, … in the header.
+        let numbered = ",0,1,2\n" + pandas.split(separator: "\n").dropFirst().joined(separator: "\n") + "\n"
+        #expect(refusal(numbered).contains("holds 0…N−1: it is a row index"))
+        let dropped = try read(numbered, CSVOptions(columns: [.range(2, nil)]))
+        #expect(dropped.matrix == table && dropped.header == ["0", "1", "2"])
         // A named counter, or an empty name over other values, is data.
         #expect(try read("id,a\n0,1\n1,5\n2,2\n").matrix.cols == 2)
         #expect(try read(",a\n0,1\n2,5\n3,2\n").matrix.cols == 2)

@@ -60,9 +60,11 @@ public struct CSVOptions: Sendable {
 
 /// One item of a column selection (`--columns`): a 1-based index, a range of them, or a header name.
 public enum CSVColumn: Sendable, Equatable {
+    /// A column by its 1-based number.
     case index(Int)
     /// `first-last`, or `first-` up to the last column (last nil).
     case range(Int, Int?)
+    /// A column by its name in the header line.
     case name(String)
 
     /// Reads `2-`, `1,3,5`, `2-4,x7` or `height,weight`: comma-separated items, each an index,
@@ -335,9 +337,17 @@ public enum CSV {
         }
     }
 
-    /// The first line is a header when none of its fields is a number.
+    /// The first line is a header when none of its fields is a number, or when it is the one
+    /// pandas writes for unnamed columns with its row index: an empty field, then 0, 1, 2, ….
     private static func isHeader(_ p: UnsafeMutablePointer<CChar>, _ fields: [Field]) -> Bool {
-        !fields.contains { f in
+        if fields.count >= 2, fields[0].a == fields[0].b,
+           fields.dropFirst().enumerated().allSatisfy({ k, f in
+               if case let .number(x) = number(p, f.a, f.b) { return x == Double(k) && !f.doubledQuote }
+               return false
+           }) {
+            return true
+        }
+        return !fields.contains { f in
             if f.doubledQuote || f.a == f.b { return false }
             if case .notNumber = number(p, f.a, f.b) { return false }
             return true
