@@ -131,15 +131,8 @@ final class EncoderEngine: InferenceEngine {
 
     func posteriors() throws -> GaussianPosteriors {
         let out = encoder.forward(fullBatch)
-        let v = out.logVariances.storage.map { exp($0) }
-        if let bad = v.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
-            throw NumericalFault(engine: name, iteration: iteration, quantity: "encoder variance",
-                                 detail: "of point \(bad / options.latent + 1) is \(v[bad]) (log v = \(out.logVariances.storage[bad])): the variance collapsed or overflowed (lower the learning rate)")
-        }
-        if !out.means.isFinite {
-            throw NumericalFault(engine: name, iteration: iteration, quantity: "encoder means", detail: "are not finite (lower the learning rate)")
-        }
-        return GaussianPosteriors(means: out.means, family: .diagonal, scales: Matrix(rows: data.count, cols: options.latent, storage: v))
+        return try meanFieldPosteriors(means: out.means, logVariances: out.logVariances, engine: name, iteration: iteration,
+                                       what: "encoder", remedy: "lower the learning rate")
     }
 
     /// The M-step given the encoder's q, from the moments where the encoder is linear.

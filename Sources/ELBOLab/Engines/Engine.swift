@@ -91,6 +91,22 @@ func checkModel(_ model: LinearGaussianModel, engine: String, iteration: Int) th
     }
 }
 
+/// The mean-field q of means and log-variances (`N × J` each), checked: a variance that
+/// collapsed to 0 or overflowed, or a mean that is not finite, is a ``NumericalFault`` naming
+/// `what` ("encoder", "refined") and the remedy.
+func meanFieldPosteriors(means: Matrix, logVariances: Matrix, engine: String, iteration: Int, what: String,
+                         remedy: String) throws -> GaussianPosteriors {
+    let v = logVariances.storage.map { exp($0) }
+    if let bad = v.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
+        throw NumericalFault(engine: engine, iteration: iteration, quantity: "\(what) variance",
+                             detail: "of point \(bad / max(1, means.cols) + 1) is \(v[bad]) (log v = \(logVariances.storage[bad])): the variance collapsed or overflowed (\(remedy))")
+    }
+    if !means.isFinite {
+        throw NumericalFault(engine: engine, iteration: iteration, quantity: "\(what) means", detail: "are not finite (\(remedy))")
+    }
+    return GaussianPosteriors(means: means, family: .diagonal, scales: Matrix(rows: means.rows, cols: means.cols, storage: v))
+}
+
 /// The closed-form MLE as an engine that has converged before its first step.
 final class ClosedFormEngine: InferenceEngine {
     let name = Strategy.mle.rawValue

@@ -42,15 +42,8 @@ final class SemiAmortizedEngine: InferenceEngine {
         let out = encoder.forward(fullBatch)
         let r = try refinement.refine(means: out.means, logVariances: out.logVariances, model: model,
                                       projections: model.projections(of: data))
-        let v = r.logVariances.storage.map { exp($0) }
-        if let bad = v.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
-            throw NumericalFault(engine: name, iteration: iteration, quantity: "refined variance",
-                                 detail: "of point \(bad / options.latent + 1) is \(v[bad]): the variance collapsed or overflowed (lower --refine-rate or the learning rate)")
-        }
-        if !r.means.isFinite {
-            throw NumericalFault(engine: name, iteration: iteration, quantity: "refined means", detail: "are not finite (lower --refine-rate)")
-        }
-        return GaussianPosteriors(means: r.means, family: .diagonal, scales: Matrix(rows: data.count, cols: options.latent, storage: v))
+        return try meanFieldPosteriors(means: r.means, logVariances: r.logVariances, engine: name, iteration: iteration,
+                                       what: "refined", remedy: "lower --refine-rate or the learning rate")
     }
 
     func step() throws -> StepWork {
