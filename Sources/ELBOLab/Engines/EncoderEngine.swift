@@ -225,12 +225,18 @@ final class EncoderEngine: InferenceEngine {
             model = try closedFormModel()
             work.dataPasses += 1
         case .gradient:
-            let b = nextBatch()
-            let out = encoder.forward(b)
-            let g = ELBOGradient.meanField(batch: b, model: model, means: out.means, logVariances: out.logVariances,
-                                           estimator: options.resolvedGradient, kl: options.kl, samples: options.samples, rng: draws)
+            let g: ModelGradient
+            if case .importanceWeighted = gradient {
+                // θ climbs L_K along its pathwise gradient, like the encoder.
+                g = gradient.gradient(model: model, encoder: encoder, batch: nextBatch, rng: draws).model
+            } else {
+                let b = nextBatch()
+                let out = encoder.forward(b)
+                g = ELBOGradient.meanField(batch: b, model: model, means: out.means, logVariances: out.logVariances,
+                                           estimator: options.resolvedGradient, kl: options.kl, samples: options.samples, rng: draws).model
+            }
             var x = parameterization.pack(model)
-            modelOptimizer.step(&x, gradient: parameterization.pullback(g.model, at: model))
+            modelOptimizer.step(&x, gradient: parameterization.pullback(g, at: model))
             model = parameterization.unpack(x)
             work.dataPasses += fraction
             work.gradientEvaluations += 1

@@ -52,7 +52,7 @@ public enum FitOptionTable {
                      defaultRule: "analytic"),
             E.integer("samples", \.samples, min: 1, metavar: "K", scope: .monteCarlo,
                       help: "Monte Carlo samples per point per step.", defaultRule: "1"),
-            E.choices("objective", \.objective, scope: .joint,
+            E.choices("objective", \.objective, scope: .encoderOptimizer,
                       help: "elbo, or iwae: the importance-weighted bound L_K of Burda et al. with --particles K, trained with --gradient reparam (the IWAE estimator) or dreg (Tucker et al.'s doubly-reparameterised encoder gradient; θ's gradient is pathwise either way); the stop rule and the times to tolerance then follow the exact log-likelihood, since q is not trained to maximise the ELBO.",
                       defaultRule: "elbo"),
             E.integers("particles", \.particles, min: 1, metavar: "K", scope: .importanceWeighted,
@@ -66,7 +66,7 @@ public enum FitOptionTable {
                       help: "px (parameter expansion: the M-step also fits the prior of z, then maps back to N(0, I); same cost a step), none (the notes' plain steps) or, for em only, squarem (extrapolate from two EM steps; keep the result only when log p rises).",
                       defaultRule: "px"),
             E.reals("learning-rate", \.learningRate, .positive, metavar: "α", scope: .adam,
-                    help: "Adam step size.", defaultRule: "0.05; 0.1 for amortized and joint with Monte Carlo gradients"),
+                    help: "Adam step size.", defaultRule: "0.05; 0.1 for amortized, joint and semi-amortized with Monte Carlo gradients (amortized only with the closed-form M-step)"),
             E.reals("decay", \.decay, .nonNegative, metavar: "τ", scope: .adamSchedule,
                     help: "Step-size decay α/(1 + t/τ)^κ: τ; 0 keeps the step constant.",
                     defaultRule: "300; 100 with Monte Carlo gradients; with --kl stl constant for amortized with the closed-form M-step and 300 per-datapoint; 1000 for joint and per-datapoint with --averaging"),
@@ -193,7 +193,9 @@ final class FitOptionScope: Sendable {
     static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
     static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
     static let joint = FitOptionScope("joint") { $0.strategy == .joint }
-    static let importanceWeighted = FitOptionScope("joint with --objective iwae") { $0.strategy == .joint && $0.resolvedObjective == .iwae }
+    static let importanceWeighted = FitOptionScope("amortized and joint with --objective iwae") {
+        encoderOptimizer.contains($0) && $0.resolvedObjective == .iwae
+    }
     static let monteCarlo = FitOptionScope("Monte Carlo gradients: amortized, joint and semi-amortized with --gradient reparam or score, per-datapoint with --e-solver adam") {
         $0.strategy != .mle && $0.strategy != .em && $0.isStochastic
     }
@@ -476,6 +478,9 @@ extension FitOptions {
             }
             if kl != .analytic || samples != 1 {
                 throw InputError("--objective iwae uses the whole log-weight log p(y, z) − log q(z): drop --kl and --samples (use --particles)")
+            }
+            if strategy == .amortized && mStep != .gradient {
+                throw InputError("--objective iwae with amortized needs --m-step gradient: θ's closed-form step maximises the ELBO, not L_K")
             }
         } else if resolvedGradient == .dreg {
             throw InputError("--gradient dreg estimates the importance-weighted bound's gradient: add --objective iwae (for the ELBO, --gradient reparam --kl stl is the same estimator)")
