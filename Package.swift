@@ -20,12 +20,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // Property-based tests (random models, q and data; seeded, shrinking on failure).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // results/index.html: typed HTML (Plot) and the summaries' Markdown as HTML (Ink).
+        .package(url: "https://github.com/JohnSundell/Plot", from: "0.14.0"),
+        .package(url: "https://github.com/JohnSundell/Ink", from: "0.6.0"),
     ],
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
         .systemLibrary(name: "CGSL", path: "Sources/CGSL"),
         .target(name: "ELBOLabKernels", swiftSettings: kernelSettings),
-        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels"]),
+        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels",
+                                                .product(name: "Plot", package: "Plot"), .product(name: "Ink", package: "Ink")]),
         .executableTarget(
             name: "elbolab",
             dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]

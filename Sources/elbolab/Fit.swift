@@ -66,6 +66,9 @@ struct Fit: ParsableCommand {
     @Option(help: "Step-size decay α/(1+t/τ)^κ: τ (default 300; 100 with Monte Carlo gradients; with --kl stl: constant for amortized with the closed-form M-step, 300 per-datapoint; 1000 for joint and per-datapoint with --averaging; 0 keeps the step constant).") var decay: Double?
     @Option(name: .customLong("decay-power"), help: "Power κ of the decay α/(1+t/τ)^κ (default 1).") var decayPower: Double?
     @Option(help: "per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates (θ and every q_n), with weights growing like t^η for this η ≥ 0 (0: the plain average; larger forgets the start sooner). Default: the iterate itself.") var averaging: Double?
+    // θ held (issue 14 item 3); kept apart for the option table.
+    @Option(help: "Hold θ fixed and fit only q (per-datapoint, em's E-step) or the encoder (amortized): a params.json (as fit writes it), or `mle` for the closed-form MLE of the data. The gap to the MLE is then approximation + amortisation (+ θ's own shortfall when θ is not the MLE).")
+    var theta: String?
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false
 
@@ -123,6 +126,12 @@ struct Fit: ParsableCommand {
         // Bad input must leave no files: check the data against the options before creating
         // the output folder, and remove the folders created here if the fit itself fails.
         try dataset.validate(latent: latent, noiseFixed: model.noiseVariance != nil)
+        var options = self.options
+        if let theta {
+            options.theta = theta == "mle" ? .mle : .fixed(try ParamsFile.read(path: theta))
+            try HeldTheta.check(strategy)
+            _ = try options.theta?.model(for: dataset, latent: latent, constraints: options.constraints)
+        }
         var created: String? = nil   // the outermost folder makeFolder is about to create
         var ancestor = URL(fileURLWithPath: output).standardizedFileURL
         while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {

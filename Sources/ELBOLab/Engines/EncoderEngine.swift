@@ -214,8 +214,10 @@ final class EncoderEngine: InferenceEngine {
             encoder.parameters = phi
             work.dataPasses += Double(evaluations - before)
             work.gradientEvaluations += evaluations - before
-            model = try closedFormModel()
-            work.dataPasses += 1
+            if options.theta == nil {
+                model = try closedFormModel()
+                work.dataPasses += 1
+            }
         } else if let moments, options.strategy == .joint {
             let r = moments.evaluate(model: model, encoder: encoder.parameters)
             var x = parameterization.pack(model)
@@ -265,6 +267,8 @@ final class EncoderEngine: InferenceEngine {
                 work.gradientEvaluations += 1
             }
             switch options.mStep {
+            case _ where options.theta != nil:
+                break   // θ held: the encoder steps are the whole iteration
             case .closedForm:
                 model = try closedFormModel()
                 work.dataPasses += 1

@@ -114,6 +114,10 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// ``resolvedAcceleration``.
     public var acceleration: Acceleration? = nil
 
+    // MARK: θ held (`--theta`; issue 14 item 3) — one option, kept apart for the option table.
+    /// Hold θ at these parameters for the whole fit (em, per-datapoint, amortized); nil fits θ.
+    public var theta: HeldTheta? = nil
+
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
         self.latent = latent

@@ -36,6 +36,8 @@ public struct ExperimentSpec: Sendable {
     public var counts: [Int]
     /// Gradient variance: the study's settings.
     public var variance: VarianceSpec?
+    /// The name of the setting this experiment stands for in `results/overview` (nil: not shown there).
+    public var overview: String? = nil
     /// The file the spec was read from, for messages.
     public var path: String
     /// The bytes the spec was parsed from (written beside the results as `spec.json`); nil for a
@@ -187,6 +189,14 @@ public struct VarianceSpec: Sendable {
     public var repeats: Int
     /// The first this many points form the batch (nil: all of them).
     public var points: Int?
+    /// More points along training at which (θ, q) is frozen and measured again (warm-up
+    /// iterations, ascending); the study then has one stage per point.
+    public var laterStages: [Int] = []
+    /// Also measure the score-function estimator without its leave-one-out baseline.
+    public var noBaseline = false
+
+    /// Every stage's warm-up iterations, ascending.
+    public var stages: [Int] { Array(Set([warmupIterations] + laterStages)).sorted() }
 
     public init(warmup: FitOptions, warmupIterations: Int, samples: [Int], estimators: [GradientEstimator],
                 kl: [KLEstimator], repeats: Int, points: Int? = nil) {
@@ -270,12 +280,14 @@ struct SpecReader {
         "covariance", "e-solver", "e-steps", "m-step", "encoder", "hidden", "encoder-steps", "gradient", "kl",
         "samples", "batch", "optimizer", "learning-rate", "decay", "decay-power", "averaging",
         "acceleration",
+        // θ held (issue 14 item 3): "mle" or a params.json path relative to the spec.
+        "theta",
     ]
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
-                          "defaults", "runs", "counts", "variance"]
+                          "defaults", "runs", "counts", "variance", "overview"]
     static let dataKeys = ["csv", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
-    static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points"]
+    static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points", "no-baseline"]
 
     func fail(_ field: String, _ message: String) -> InputError {
         // A field's path is made of the spec's own keys: escaped, so that the message stays one line.
@@ -451,8 +463,10 @@ struct SpecReader {
             throw fail(top.at("variance"), "is missing (kind \"gradient-variance\" needs the study's settings)")
         }
 
-        return ExperimentSpec(name: name, title: title, description: description, kind: kind, order: order,
-                              data: data, seeds: seeds, runs: runs, counts: counts, variance: variance, path: file)
+        var spec = ExperimentSpec(name: name, title: title, description: description, kind: kind, order: order,
+                                  data: data, seeds: seeds, runs: runs, counts: counts, variance: variance, path: file)
+        spec.overview = try top["overview"].map { try string($0, top.at("overview")) }
+        return spec
     }
 
     func dataSpec(_ value: SpecValue, _ field: String, needsCount: Bool) throws -> DataSpec {
@@ -556,11 +570,20 @@ struct SpecReader {
         guard strategy == .amortized || strategy == .joint || strategy == .perDatapoint else {
             throw fail(w.at("strategy"), "must be amortized, joint or per-datapoint (a strategy with a mean-field q), got \(JSON.quote(strategy.rawValue))")
         }
-        let iterations = try integer(try required(w, "iterations", "warm-up steps before (θ, q) is frozen"), w.at("iterations"), min: 0)
+        // One number, or the points along training (ascending) at which (θ, q) is frozen.
+        let iterationValue = try required(w, "iterations", "warm-up steps before (θ, q) is frozen, or an array of them")
+        let stageList: [Int]
+        if case let .array(items) = iterationValue {
+            stageList = try items.enumerated().map { try integer($0.element, "\(w.at("iterations"))[\($0.offset)]", min: 0) }
+            guard !stageList.isEmpty else { throw fail(w.at("iterations"), "must not be empty") }
+        } else {
+            stageList = [try integer(iterationValue, w.at("iterations"), min: 0)]
+        }
+        let iterations = stageList.min() ?? 0
         var warmup = base
         warmup.strategy = strategy
         var ignored: [(String, String)] = []
-        try applyOptions(w.removing("strategy"), to: &warmup, settings: &ignored)
+        try applyOptions(w.removing("strategy").removing("iterations"), to: &warmup, settings: &ignored)
         if warmup.covariance == .full { throw fail(w.at("covariance"), "must be diagonal: the estimators are for a mean-field q") }
         let samples = try array(try required(f, "samples", "numbers of samples K, e.g. [1, 10, 100]"), f.at("samples"))
             .enumerated().map { try integer($0.element, "\(f.at("samples"))[\($0.offset)]", min: 1) }
@@ -577,8 +600,11 @@ struct SpecReader {
         } ?? [.analytic, .mc]
         let repeats = try f["repeats"].map { try integer($0, f.at("repeats"), min: 2) } ?? 100
         let points = try f["points"].map { try integer($0, f.at("points"), min: 1) }
-        return VarianceSpec(warmup: warmup, warmupIterations: iterations, samples: samples, estimators: estimators,
-                            kl: kl, repeats: repeats, points: points)
+        var study = VarianceSpec(warmup: warmup, warmupIterations: iterations, samples: samples, estimators: estimators,
+                                 kl: kl, repeats: repeats, points: points)
+        study.laterStages = stageList.filter { $0 > iterations }
+        study.noBaseline = try f["no-baseline"].map { try bool($0, f.at("no-baseline")) } ?? false
+        return study
     }
 
     /// Applies every run-option key in `f` to `options`, recording what was set.
@@ -601,6 +627,7 @@ struct SpecReader {
                 case "averaging": o.averaging = nil
                 case "acceleration": o.acceleration = nil
                 case "window": o.window = nil
+                case "theta": o.theta = nil
                 default: throw fail(field, "cannot be null")
                 }
                 settings.removeAll { $0.0 == key }
@@ -633,6 +660,7 @@ struct SpecReader {
             case "decay-power": o.decayPower = try positive(v, field)
             case "averaging": o.averaging = try nonNegative(v, field)
             case "acceleration": o.acceleration = try choice(v, field, "acceleration", Acceleration.self)
+            case "theta": o.theta = try heldTheta(v, field)
             case "strategy", "label":
                 continue
             default:
@@ -641,6 +669,19 @@ struct SpecReader {
             if case let .string(s) = v { shown = s }
             settings.removeAll { $0.0 == key }
             settings.append((key, shown))
+        }
+    }
+}
+
+extension SpecReader {
+    /// A run's `theta`: "mle" (the closed-form MLE of the run's data), or a params.json path
+    /// (relative to the spec's folder) whose parameters are held.
+    func heldTheta(_ v: SpecValue, _ field: String) throws -> HeldTheta {
+        let s = try string(v, field)
+        if s == "mle" { return .mle }
+        let path = s.hasPrefix("/") ? s : URL(fileURLWithPath: file).deletingLastPathComponent().path + "/" + s
+        do { return .fixed(try ParamsFile.read(path: path)) } catch let e as InputError {
+            throw fail(field, "expected \"mle\" or a params.json path: \(e.message)")
         }
     }
 }
