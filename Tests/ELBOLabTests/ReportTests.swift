@@ -18,8 +18,14 @@ import Testing
           {"label": "\(JSON.escaped(awkward[2]))", "strategy": "joint", "batch": 50, "iterations": 80},
           {"label": "\(JSON.escaped(awkward[3]))", "strategy": "joint", "iterations": 80}
         """
-        let data = kind == "scaling" ? "\"data\": {\"dim\": 4, \"latent\": 2, \"noise-variance\": 0.5, \"seed\": 5}, \"counts\": [100, 300],"
+        var data = kind == "scaling" ? "\"data\": {\"dim\": 4, \"latent\": 2, \"noise-variance\": 0.5, \"seed\": 5}, \"counts\": [100, 300],"
             : "\"data\": {\"dim\": 4, \"latent\": 2, \"count\": 300, \"noise-variance\": 0.5, \"seed\": 5},"
+        if kind == "gradient-variance" {
+            data += """
+             "variance": {"warmup": {"strategy": "joint", "iterations": [2, 20]}, "samples": [1, 4], "kl": ["analytic", "mc", "stl"],
+                          "no-baseline": true, "repeats": 20, "points": 50},
+            """
+        }
         return """
         {"name": "quick-\(kind)", "kind": "\(kind)", \(data)
          "seeds": [\(seeds.map(String.init).joined(separator: ", "))],
@@ -108,7 +114,7 @@ import Testing
         _ = try #require(Gnuplot.locate(), "gnuplot is needed (make deps installs it)")
         let folder = try ExperimentTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        for kind in ["curves", "scaling"] {
+        for kind in ["curves", "scaling", "gradient-variance"] {
             let out = try Self.run(Self.quickSpec(seeds: [1, 2], kind: kind), in: "\(folder)/\(kind)", plots: .automatic)
             #expect(out.report.warnings.isEmpty, "\(out.report.warnings)")
             var legends: Set<String> = []

@@ -181,7 +181,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
 
     /// The step-size schedule in force: α/(1 + t/τ)^κ with κ = 1 (a Robbins–Monro schedule,
     /// which removes Adam's noise floor). τ = 300 for exact gradients; for Monte Carlo ones,
-    /// measured on `synth` (results/README.md): 100, or with `--kl stl` a constant step where
+    /// measured on `synth` (docs/monte-carlo-levers.md): 100, or with `--kl stl` a constant step where
     /// ``constantStepSuffices``, 300 per-datapoint, and 1000 for joint runs with iterate
     /// averaging (the average, not the decay, then damps the noise).
     public var resolvedSchedule: StepSchedule {

@@ -207,7 +207,7 @@ public enum GradientVarianceStudy {
         let header = """
         set logscale xy
         set xlabel 'samples K per point (log scale)'
-        set ylabel 'total variance: Σ over the points' m_n and log v_n of Var[estimate] (nats², log scale)'
+        set ylabel \(PlotScripts.quote("total variance: Σ over the points' m_n and log v_n of Var[estimate] (nats², log scale)"))
         set format y '%.0e'
         set grid
         set key bottom left font ',9' samplen 2.5

@@ -118,7 +118,7 @@ public enum Overview {
         let header = """
         set logscale x
         set format x '%g'
-        \(PlotScripts.gapAxis(top: top))
+        \(PlotScripts.gapAxis(top: top * 1e4))  # headroom above the curves for the legends
         set grid
         set key top right font ',8' samplen 2 spacing 0.85 noopaque
         """

@@ -58,6 +58,7 @@ public enum ExperimentReport {
             findings += ExperimentFindings.scaling(table)
         }
         findings += ExperimentFindings.curves(meta: meta, summaries: summaries, points: points, mle: mle)
+        findings = ExperimentFindings.selected(findings)
 
         for s in scripts { try AtomicFile.write(s.text, to: "\(folder)/\(s.stem).gp") }
         var warnings: [String] = []
@@ -231,6 +232,7 @@ public enum ExperimentReport {
         set format y '%.0e'
         set grid
         set xrange \(xRange)
+        set offsets 0, 0, graph 0.4, 0  # headroom above the lines for the legend
         """
         let body = """
             set multiplot layout 1,2 title \(PlotScripts.quote("\(experiment): cost against the data size (medians over seeds, bars = min–max; click a legend entry to hide it)"))
