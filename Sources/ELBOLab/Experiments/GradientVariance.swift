@@ -190,7 +190,9 @@ public enum GradientVarianceStudy {
         let ks = rows.map(\.samples)
         let kmin = Double(ks.min() ?? 1), kmax = Double(ks.max() ?? 100)
         var body = "    set multiplot layout 1,\(max(1, stages.count)) title \(PlotScripts.quote("\(experiment): variance of the ELBO gradient in q's parameters against K, at points along training (click a legend entry to hide it)"))\n"
-        for stage in stages {
+        for (panel, stage) in stages.enumerated() {
+            // One legend, in the first panel (its lines sit high, the bottom is free).
+            body += panel == 0 ? "    set key bottom left font ',9' samplen 2.5\n" : "    unset key\n"
             var parts: [String] = []
             for name in names {
                 let (color, dash) = style(name)
@@ -207,10 +209,9 @@ public enum GradientVarianceStudy {
         let header = """
         set logscale xy
         set xlabel 'samples K per point (log scale)'
-        set ylabel \(PlotScripts.quote("total variance: Σ over the points' m_n and log v_n of Var[estimate] (nats², log scale)"))
+        set ylabel \(PlotScripts.quote("total variance of q's gradient (nats², log scale)"))
         set format y '%.0e'
         set grid
-        set key bottom left font ',9' samplen 2.5
         set xrange [\(formatNumber(kmin / 1.3)):\(formatNumber(kmax * 1.3))]
         set yrange [\(formatNumber(lo / 10)):\(formatNumber(hi * 30))]
         """

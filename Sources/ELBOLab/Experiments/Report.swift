@@ -94,7 +94,7 @@ public enum ExperimentReport {
     }
 
     /// The figure captions, by file stem.
-    static let captions = ["variance": "Variance of the gradient estimators against K",
+    static let captions = ["variance": "Variance of the gradient estimators against K (total over the points' m_n and log v_n; legend in the first panel)",
                            "scaling": "Cost against the data size N",
                            "gap-iteration": "Gap to the MLE against iterations (log–log)",
                            "gap-passes": "Gap to the MLE against data passes (log–log)",
