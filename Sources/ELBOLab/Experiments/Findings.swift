@@ -228,11 +228,24 @@ enum ExperimentFindings {
             claims.append(Claim(key: "cost-in-N:\(r)", value: slope < 0.5 ? "flat" : "grows", firm: slope < 0.3 || slope > 0.7))
         }
         var text = ""
-        if !flat.isEmpty { text += "An iteration of \(flat.map(b).joined(separator: ", ")) costs about the same at every N (log–log slope below 0.3: they work on the sufficient statistics)" }
+        if !flat.isEmpty { text += "An iteration of \(flat.map(b).joined(separator: ", ")) costs about the same at every N (log–log slope below 0.3: sufficient statistics, or a fixed minibatch)" }
         if !linear.isEmpty { text += (text.isEmpty ? "An iteration of " : "; one of ") + "\(linear.map(b).joined(separator: ", ")) grows with N (slope above 0.7: they touch every point every step)" }
         if !between.isEmpty { text += (text.isEmpty ? "" : "; ") + between.map { "\(b($0.0)) grows at slope \(String(format: "%.2f", $0.1)), between the two" }.joined(separator: ", ") }
         guard !text.isEmpty else { return [] }
-        return [Finding(text + " (figure scaling, left; table Scaling with N).", claims: claims, priority: 0)]
+        var out = [Finding(text + " (figure scaling, left; table Scaling with N).", claims: claims, priority: 0)]
+        // At the largest N: who got within 0.01, how fast, in how many seeds.
+        if let reached = try? table.counts("reached_0.01"), let seeds = try? table.counts("seeds"),
+           let to = try? table.numbers("seconds_to_0.01"), let top = ns.compactMap({ $0 }).max() {
+            let rows = runs.indices.filter { ns[$0] == top }
+            let got = rows.filter { reached[$0] > 0 }.sorted { (to[$0] ?? .infinity) < (to[$1] ?? .infinity) }
+            let missed = rows.filter { reached[$0] == 0 }.map { b(runs[$0]) }
+            var t = "At N = \(formatNumber(top)), "
+            t += got.isEmpty ? "no run got within 0.01 nats/point of the MLE"
+                : "within 0.01 nats/point of the MLE: " + got.map { "\(b(runs[$0])) after \(g(to[$0] ?? .nan)) s (median; \(reached[$0]) of \(seeds[$0]) seeds)" }.joined(separator: ", ")
+            if !missed.isEmpty { t += "; never, before the time cap: " + missed.joined(separator: ", ") }
+            out.append(Finding(t + " (figure scaling, right; table Scaling with N).", priority: 0))
+        }
+        return out
     }
 
     /// At most six findings, the most important kept, in their original order.

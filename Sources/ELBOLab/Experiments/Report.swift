@@ -57,7 +57,14 @@ public enum ExperimentReport {
             extra = scalingMarkdown(table)
             findings += ExperimentFindings.scaling(table)
         }
-        findings += ExperimentFindings.curves(meta: meta, summaries: summaries, points: points, mle: mle)
+        var curveFindings = ExperimentFindings.curves(meta: meta, summaries: summaries, points: points, mle: mle)
+        if meta.kind == .scaling {
+            // Runs at different N are not rivals: who reaches a tolerance first is read per N in
+            // the scaling table and figure, not across sizes.
+            curveFindings.removeAll { f in f.claims.contains { $0.key.hasPrefix("first-to-") || $0.key.hasPrefix("reaches-") }
+                || f.text.hasPrefix("Only runs of one family") || f.text.hasPrefix("Every run got within") }
+        }
+        findings += curveFindings
         findings = ExperimentFindings.selected(findings)
 
         for s in scripts { try AtomicFile.write(s.text, to: "\(folder)/\(s.stem).gp") }
