@@ -1,14 +1,14 @@
 # ELBOLab — `make experiments` runs the comparison, `make test` runs the tests.
-# Both install missing system packages (GSL, gnuplot, OpenBLAS) with apt-get first.
+# Both install missing system packages (GSL, gnuplot, OpenBLAS, headless Chromium) with apt-get first.
 
 SWIFT      ?= swift
 RELEASE    := .build/release
 ELBOLAB    := $(RELEASE)/elbolab
-PACKAGES   := libgsl-dev gnuplot-nox libopenblas-dev
+PACKAGES   := libgsl-dev gnuplot-nox libopenblas-dev chromium-headless-shell
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TESTFLAGS  := -c release -Xswiftc -enable-testing
 
-.PHONY: all deps build test experiments bench fuzz docs clean
+.PHONY: all deps build test browser-check experiments bench fuzz docs clean
 
 all: build
 
@@ -28,12 +28,24 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product elbolab
 
-## test: every unit, property and end-to-end test, then the README's library example built in a
-## consumer package that depends on ELBOLab by version (Tests/consumer/run.sh)
+## test: every unit, property and end-to-end test, the browser check of a quick run's page, then
+## the README's library example built in a consumer package that depends on ELBOLab by version
+## (Tests/consumer/run.sh)
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build
+	$(MAKE) --no-print-directory browser-check
 	Tests/consumer/run.sh
+
+## browser-check: a quick run's results/index.html opened in headless Chromium (Tests/Browser):
+## no console error, nothing fetched, the overview renders, a legend click hides a series;
+## the screenshot is kept as .build/browser-check/index.png
+BROWSERCHECK := .build/browser-check
+browser-check:
+	$(SWIFT) build $(TESTFLAGS) --product elbolab
+	rm -rf $(BROWSERCHECK) && mkdir -p $(BROWSERCHECK)
+	$(ELBOLAB) run-all Tests/Browser/specs --output $(BROWSERCHECK)/results --quiet >/dev/null
+	python3 Tests/Browser/check_page.py $(BROWSERCHECK)/results/index.html $(BROWSERCHECK)/index.png
 
 ## experiments: run every spec in experiments/ and write results/
 experiments: build

@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         // `make docs`: the DocC site of the library (swift package generate-documentation).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // results/index.html: typed HTML (Plot) and the summaries' Markdown as HTML (Ink).
+        .package(url: "https://github.com/JohnSundell/Plot", from: "0.14.0"),
+        .package(url: "https://github.com/JohnSundell/Ink", from: "0.6.0"),
     ],
     targets: [
         // GSL, with cblas_* resolved to OpenBLAS (see Sources/CGSL/module.modulemap).
@@ -22,7 +25,8 @@ let package = Package(
         // flags), wrapped for Swift; ELBOLab checks the processor at run time (portable path else).
         .target(name: "CELBOLabKernels"),
         .target(name: "ELBOLabKernels", dependencies: ["CELBOLabKernels"]),
-        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels"]),
+        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels",
+                                                .product(name: "Plot", package: "Plot"), .product(name: "Ink", package: "Ink")]),
         .executableTarget(
             name: "elbolab",
             dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -85,6 +85,9 @@ struct Fit: ParsableCommand {
         let dataset = try input.load(data, quiet: quiet, estimate: { fitOptions.memoryEstimate(count: $0, dimension: $1) },
                                      request: "fit --strategy \(strategy.rawValue) --latent \(fitOptions.latent)") { dataset in
             try dataset.validate(latent: fitOptions.latent, noiseFixed: fitOptions.constraints.noiseVariance != nil)
+            if case .fixed? = fitOptions.theta {   // a held θ's shape must fit the data
+                _ = try fitOptions.theta?.model(for: dataset, latent: fitOptions.latent, constraints: fitOptions.constraints)
+            }
             try ResultSet.checkDestination(output)
         }
         let name = strategy.rawValue

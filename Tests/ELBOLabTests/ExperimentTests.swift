@@ -138,7 +138,7 @@ import Testing
         let folder = root.appendingPathComponent("experiments").path
         guard FileManager.default.fileExists(atPath: folder) else { return }
         let specs = try ExperimentRunner.specs(in: folder)
-        #expect(specs.map(\.name) == ["seed-scalar", "ppca", "amortization-gap", "gradient-estimators", "scaling"])
+        #expect(specs.map(\.name) == ["seed-scalar", "ppca", "amortization-gap", "alternating-vs-joint", "gradient-estimators", "scaling"])
         let scalar = try #require(specs.first)
         #expect(scalar.data.truth?.loadings == Matrix([[2]]))
         #expect(scalar.data.truth?.offset == [0])
@@ -146,16 +146,26 @@ import Testing
 
     // MARK: Statistics and recovery
 
-    @Test func tIntervalMatchesTheTable() throws {
-        let s = try #require(SampleStatistics([1, 2, 3, nil, .nan]))
-        #expect(s.count == 3 && s.mean == 2 && s.standardDeviation == 1)
-        // With 2 degrees of freedom the t quantile has a closed form: t = a √(2 / (1 − a²)), a = 2p − 1.
-        let a = 2 * 0.975 - 1
-        let t = a * (2 / (1 - a * a)).squareRoot()
-        let half = try #require(s.halfWidth)
-        #expect(abs(half - t / 3.0.squareRoot()) < 1e-9)   // GSL's inverse CDF is good to ~1e-10 here
-        #expect(SampleStatistics([5])?.interval == nil)
-        #expect(SampleStatistics([nil]) == nil)
+    @Test func medianIntervalIsTheOrderStatisticOneWithExactBinomialCoverage() throws {
+        let s = try #require(SampleStatistics([3, 1, 2, nil, .nan]))
+        #expect(s.count == 3 && s.mean == 2 && s.median == 2 && s.standardDeviation == 1 && s.minimum == 1 && s.maximum == 3)
+        // Fewer than ten values: no interval (a t-interval from 3 seeds is ±4.3 sd/√3).
+        #expect(s.interval == nil && SampleStatistics([5])?.interval == nil && SampleStatistics([nil]) == nil)
+        // The binomial tail by exact integer counts, independent of GSL's CDF.
+        func tail(_ k: Int, _ n: Int) -> Double {
+            var c = 1.0, sum = 0.0
+            for i in 0...k { if i > 0 { c = c * Double(n - i + 1) / Double(i) }; sum += c }
+            return sum / pow(2, Double(n))
+        }
+        for n in [10, 11, 20, 37] {
+            let xs = (1...n).map { Double($0) * 0.5 }   // positive, sorted: x₍ᵢ₎ = i/2
+            let ci = try #require(SampleStatistics(xs.reversed())?.interval)
+            let k = Int((ci.low / 0.5).rounded())
+            #expect(ci.high == xs[n - k], "n = \(n): symmetric order statistics")
+            #expect(1 - 2 * tail(k - 1, n) >= 0.95, "n = \(n): coverage of [x₍\(k)₎, x₍\(n - k + 1)₎]")
+            #expect(1 - 2 * tail(k, n) < 0.95, "n = \(n): k = \(k) is the largest with 95% coverage")
+            #expect(ci.low > 0, "a positive quantity keeps a positive bound")
+        }
     }
 
     @Test func principalAnglesAreRotationFree() {
@@ -199,12 +209,13 @@ import Testing
         let runs = try CSVTable.read(path: out + "/runs.csv")
         #expect(runs.header == RunRecord.header && runs.rows.count == 12)
         let summary = try CSVTable.read(path: out + "/summary.csv")
-        #expect(summary.header == ["experiment", "run", "strategy", "quantity", "seeds", "n", "mean", "sd",
-                                   "ci95_low", "ci95_high", "min", "max"])
+        #expect(summary.header == ["experiment", "run", "strategy", "quantity", "seeds", "n", "median", "min", "max",
+                                   "mean", "sd", "median_ci95_low", "median_ci95_high"])
         let markdown = try String(contentsOfFile: out + "/summary.md", encoding: .utf8)
         #expect(markdown.contains("| amortized, reparam |") && markdown.contains("## Parameter recovery"))
+        #expect(markdown.hasPrefix("# tiny: A tiny end-to-end run\n\n## What this shows\n"))
 
-        for stem in ["elbo-iteration", "elbo-passes", "elbo-seconds", "gap-seconds", "gap-split"] {
+        for stem in ["gap-iteration", "gap-passes", "gap-seconds", "gap-split"] {
             #expect(FileManager.default.fileExists(atPath: "\(out)/\(stem).gp"))
             if Gnuplot.locate() != nil {
                 for ext in ["png", "svg"] {

@@ -194,6 +194,9 @@ final class EncoderEngine: InferenceEngine {
         var phi = encoder.parameters   // the objective reads `encoder`: no inout access to it meanwhile
         solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01)
         encoder.parameters = phi
+        guard options.theta == nil else {   // θ held: the encoder's iterations are the whole step
+            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        }
         model = try closedFormModel()
         return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before)
     }
@@ -221,6 +224,8 @@ final class EncoderEngine: InferenceEngine {
             work.gradientEvaluations += 1
         }
         switch options.mStep {
+        case _ where options.theta != nil:
+            break   // θ held: the encoder steps are the whole iteration
         case .closedForm:
             model = try closedFormModel()
             work.dataPasses += 1

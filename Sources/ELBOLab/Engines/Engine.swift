@@ -60,14 +60,18 @@ private func buildEngine(_ options: FitOptions, data: Dataset, maximumLikelihood
     }
     let rng = RandomSource(seed: options.seed)
     // Drawn first, from the same stream, for every strategy: curves start from one point.
-    let initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
+    var initial = LinearGaussianModel.initial(for: data, latent: options.latent, constraints: options.constraints, using: rng)
+    if let theta = options.theta {
+        initial = try theta.model(for: data, latent: options.latent, constraints: options.constraints)
+    }
     switch options.strategy {
     case .mle:
         let fit = try maximumLikelihood
             ?? LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
         return try ClosedFormEngine(data: data, fit: fit)
     case .em:
-        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, acceleration: options.resolvedAcceleration)
+        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, acceleration: options.resolvedAcceleration,
+                             holdsModel: options.theta != nil)
     case .perDatapoint:
         return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
     case .amortized, .joint:
@@ -129,18 +133,23 @@ final class ExactEMEngine: InferenceEngine {
     let data: Dataset
     let constraints: ModelConstraints
     let acceleration: Acceleration
+    /// θ held (`--theta`): a step is the E-step alone.
+    let holdsModel: Bool
     private(set) var model: LinearGaussianModel
 
-    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints, acceleration: Acceleration = .none) {
+    init(data: Dataset, initial: LinearGaussianModel, constraints: ModelConstraints, acceleration: Acceleration = .none,
+         holdsModel: Bool = false) {
         self.data = data
         self.constraints = constraints
         self.acceleration = acceleration
+        self.holdsModel = holdsModel
         model = initial
     }
 
     func posteriors() throws -> GaussianPosteriors { try GaussianPosteriors.exactPosterior(of: model, data: data) }
 
     func step() throws -> StepWork {
+        if holdsModel { return StepWork(dataPasses: 1, gradientEvaluations: 0) }
         guard acceleration == .squarem else {
             model = try model.emStep(on: data, constraints: constraints, expanded: acceleration == .px)
             return StepWork(dataPasses: 1, gradientEvaluations: 0)

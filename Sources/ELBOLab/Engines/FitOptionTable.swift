@@ -76,6 +76,7 @@ public enum FitOptionTable {
                       help: "Exact gradient steps per point that refine the encoder's q_n (0: the amortized q).", defaultRule: "5"),
             E.reals("refine-rate", \.refineRate, .positive, metavar: "α", scope: .semiAmortized,
                     help: "The refinement's step size.", defaultRule: "1/λ_max(WᵀW/s2 + I) at the current θ, so every step raises each point's ELBO"),
+            E.heldTheta(),
             E.reals("averaging", \.averaging, .nonNegative, metavar: "η", scope: .averageable,
                     help: "Score the Polyak–Ruppert average of the iterates (θ and every q_n), weights growing like t^η (0: the plain average; larger forgets the start sooner).",
                     defaultRule: "off: the iterate itself"),
@@ -193,6 +194,9 @@ final class FitOptionScope: Sendable {
     static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
     static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
     static let joint = FitOptionScope("joint") { $0.strategy == .joint }
+    static let heldTheta = FitOptionScope("em, per-datapoint, amortized and semi-amortized (mle computes θ; joint training with θ held is amortized)") {
+        $0.strategy == .em || $0.strategy == .perDatapoint || $0.strategy == .amortized || $0.strategy == .semiAmortized
+    }
     static let importanceWeighted = FitOptionScope("amortized and joint with --objective iwae") {
         encoderOptimizer.contains($0) && $0.resolvedObjective == .iwae
     }
@@ -253,6 +257,28 @@ enum NumberDomain {
 }
 
 extension FitOptionEntry {
+    /// `--theta`: "mle", or a params.json (read when the option is parsed).
+    static func heldTheta() -> FitOptionEntry {
+        FitOptionEntry(name: "theta", metavar: "FILE", help: "Hold θ fixed and fit only q (em's E-step, per-datapoint) or the encoder (amortized, semi-amortized): a params.json as fit writes it, or mle for the closed-form MLE of the data. The gap to the MLE is then the approximation and amortisation gaps (and θ's own shortfall when θ is not the MLE); in a spec the path is relative to the spec's folder.",
+                       defaultRule: "θ is fitted", scope: .heldTheta, choices: nil,
+                       apply: { input, o in
+                           switch input {
+                           case .text("mle"), .json(.string("mle")): o.theta = .mle
+                           case let .text(path), let .json(.string(path)): o.theta = .fixed(try ParamsFile.read(path: path))
+                           default: throw OptionProblem(message: "expected mle or the path of a params.json")
+                           }
+                       },
+                       reset: { o in o.theta = nil }, check: { _ in nil },
+                       isDefault: { o in o.theta == nil },
+                       shown: { o in
+                           switch o.theta {
+                           case nil: return "fitted"
+                           case .mle?: return "mle"
+                           case .fixed?: return "params"
+                           }
+                       })
+    }
+
     private static func defaults(_ o: FitOptions) -> FitOptions { FitOptions(strategy: o.strategy, latent: o.latent) }
 
     /// An integer field with a lower bound.

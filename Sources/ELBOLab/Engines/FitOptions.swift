@@ -132,6 +132,9 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// ``resolvedAcceleration``.
     public var acceleration: Acceleration? = nil
 
+    /// Hold θ at these parameters for the whole fit (em, per-datapoint, amortized); nil fits θ.
+    public var theta: HeldTheta? = nil
+
     /// The options for `strategy` at latent dimension `latent`, every other setting at its default (the `fit` tool's).
     public init(strategy: Strategy, latent: Int) {
         self.strategy = strategy
@@ -199,7 +202,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
 
     /// The step-size schedule in force: α/(1 + t/τ)^κ with κ = 1 (a Robbins–Monro schedule,
     /// which removes Adam's noise floor). τ = 300 for exact gradients; for Monte Carlo ones,
-    /// measured on `synth` (results/README.md): 100, or with `--kl stl` a constant step where
+    /// measured on `synth` (docs/monte-carlo-levers.md): 100, or with `--kl stl` a constant step where
     /// ``constantStepSuffices``, 300 per-datapoint, and 1000 for joint runs with iterate
     /// averaging (the average, not the decay, then damps the noise).
     public var resolvedSchedule: StepSchedule {

@@ -57,7 +57,7 @@ final class PerDatapointEngine: InferenceEngine {
 
     func step() throws -> StepWork {
         iteration += 1
-        if options.eSolver == .closedForm && options.mStep == .closedForm {
+        if options.eSolver == .closedForm && options.mStep == .closedForm && options.theta == nil {
             // The same iterates as the explicit E- and M-steps below, in moment form (O(D²J)).
             let expanded = options.resolvedAcceleration == .px
             let next = options.covariance == .full
@@ -84,6 +84,9 @@ final class PerDatapointEngine: InferenceEngine {
             work.gradientEvaluations += options.resolvedESteps
         }
         switch options.mStep {
+        case _ where options.theta != nil:
+            // θ held: no M-step.
+            return work
         case .closedForm:
             model = try LinearGaussianModel.maximizingELBO(data: data, q: q, constraints: options.constraints)
         case .gradient:

@@ -55,7 +55,9 @@ final class SemiAmortizedEngine: InferenceEngine {
         if !encoder.parameters.allSatisfy({ $0.isFinite }) {
             throw NumericalFault(engine: name, iteration: iteration, quantity: "encoder weights", detail: "are not finite (lower the learning rate)")
         }
-        model = try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+        if options.theta == nil {   // θ held: the encoder steps are the whole iteration
+            model = try LinearGaussianModel.maximizingELBO(data: data, q: try posteriors(), constraints: options.constraints)
+        }
         try checkModel(model, engine: name, iteration: iteration)
         // Encoder steps, the refinement's projections and the M-step each read the rows once.
         return StepWork(dataPasses: Double(max(1, options.encoderSteps) + 2),

@@ -164,6 +164,7 @@ public struct ExperimentRunner: Sendable {
                                       : ", N = \(datasets[0].count)"),
                                   truthKnown: truth != nil, seeds: spec.seeds, runs: metaRuns, varianceNote: varianceNote)
         meta.wallSeconds = elapsed()
+        meta.overview = spec.overview ?? ""
         records.append(("meta.json", meta.json.text() + "\n"))
         try ResultSet.write(records, into: output)
         let report = try ExperimentReport.write(folder: output, plots: plots)
@@ -311,14 +312,25 @@ public struct ExperimentRunner: Sendable {
             if shouldStop?() == true { break }
             outcomes.append(try run(spec, output: "\(output)/\(spec.name)"))
         }
+        let overview = try Overview.write(output: output, experiments: outcomes.map(\.name), plots: plots)
         let total = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        try AtomicFile.write(ExperimentRunner.index(outcomes, output: output, totalSeconds: total), to: output + "/index.md")
+        try AtomicFile.write(ExperimentRunner.index(outcomes, output: output, totalSeconds: total, overview: overview.drawn,
+                                                    overviewWarnings: overview.warnings), to: output + "/index.md")
+        try ResultsSite.write(output: output, experiments: outcomes.map { ($0.name, $0.title, $0.report.plots) },
+                              overview: overview.drawn.contains("overview.svg"), totalSeconds: total)
         return outcomes
     }
 
     /// `index.md`: every experiment with links to its summary and plots.
-    static func index(_ outcomes: [ExperimentOutcome], output: String, totalSeconds: Double) -> String {
+    static func index(_ outcomes: [ExperimentOutcome], output: String, totalSeconds: Double, overview: [String] = [],
+                      overviewWarnings: [String] = []) -> String {
         var out = "# ELBOLab results\n\n"
+        if overview.contains("overview.png") {
+            out += "![The gap to the MLE by strategy, and the gap split over training](overview.png)\n\n"
+            out += "The overview ([SVG](overview.svg), data [overview.csv](overview.csv), script [overview.gp](overview.gp)); "
+            out += "the whole report as one page: [index.html](index.html).\n\n"
+        }
+        for w in overviewWarnings { out += "- Warning: \(w)\n" }
         out += "Written by `elbolab run-all` (`make experiments`) in \(String(format: "%.0f", totalSeconds)) s of wall-clock time. "
         out += "Each folder holds the files of record (`curves.csv`, `runs.csv`, `meta.json`), the summary and the plots; "
         out += "`elbolab plot \(output)/<name>` redraws them. Every file and column is explained in [README.md](README.md).\n\n"
@@ -340,6 +352,7 @@ public struct ExperimentRunner: Sendable {
             if o.interrupted { out += " (interrupted: partial results)" }
             out += "\n"
             if !o.faults.isEmpty { out += "- Numerical faults: \(o.faults.count) job(s) stopped on one (see summary.md)\n" }
+            for f in o.report.findings.prefix(6) { out += "- \(f.text)\n" }
             for w in o.report.warnings { out += "- Warning: \(w)\n" }
             out += "\n"
         }

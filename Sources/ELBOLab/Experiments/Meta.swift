@@ -38,6 +38,8 @@ public struct ExperimentMeta: Sendable, Equatable {
     public var varianceNote: String
     /// Wall-clock seconds the whole experiment took (training, scoring and writing).
     public var wallSeconds: Double
+    /// The setting this experiment stands for in `results/overview` ("" when not shown there).
+    public var overview: String = ""
 
     public init(experiment: String, title: String, description: String, kind: ExperimentSpec.Kind, spec: String,
                 data: String, truthKnown: Bool, seeds: [UInt64], runs: [Run], varianceNote: String = "", wallSeconds: Double = 0) {
@@ -72,6 +74,7 @@ public struct ExperimentMeta: Sendable, Equatable {
             })),
             ("variance_note", .string(varianceNote)),
             ("wall_seconds", .number(wallSeconds)),
+            ("overview", .string(overview)),
         ])
     }
 
@@ -83,7 +86,7 @@ public struct ExperimentMeta: Sendable, Equatable {
         let value = try StrictJSON.parse(bytes, path: path)
         let r = SpecReader(file: path)
         let f = try r.object(value, "", allowed: ["experiment", "title", "description", "kind", "spec", "data", "truth-known",
-                                                 "seeds", "runs", "variance-note", "wall-seconds"])
+                                                 "seeds", "runs", "variance-note", "wall-seconds", "overview"])
         func text(_ key: String) throws -> String { try f[key].map { try r.string($0, f.at(key)) } ?? "" }
         let experiment = try r.string(try r.required(f, "experiment", "the experiment's name"), f.at("experiment"))
         let kind = try f["kind"].map { try r.choice($0, f.at("kind"), "kind", ExperimentSpec.Kind.self) } ?? .curves
@@ -99,10 +102,12 @@ public struct ExperimentMeta: Sendable, Equatable {
                             settings: settings, base: try rf["base"].map { try r.string($0, rf.at("base")) } ?? label,
                             count: try rf["n"].map { try r.integer($0, rf.at("n"), min: 0) } ?? 0))
         }
-        return ExperimentMeta(experiment: experiment, title: try text("title"), description: try text("description"), kind: kind,
+        var meta = ExperimentMeta(experiment: experiment, title: try text("title"), description: try text("description"), kind: kind,
                               spec: try text("spec"), data: try text("data"),
                               truthKnown: try f["truth-known"].map { try r.bool($0, f.at("truth-known")) } ?? false,
                               seeds: seeds, runs: runs, varianceNote: try text("variance-note"),
                               wallSeconds: try f["wall-seconds"].map { try r.number($0, f.at("wall-seconds")) } ?? 0)
+        meta.overview = try text("overview")
+        return meta
     }
 }

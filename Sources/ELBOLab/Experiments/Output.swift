@@ -250,6 +250,13 @@ extension FitResult {
         pairs.append(("seed", .number(Double(options.seed))))
         pairs.append(("noise_variance_fixed", .number(options.constraints.noiseVariance)))
         pairs.append(("zero_offset", .bool(options.constraints.zeroOffset)))
+        // θ held (`--theta`): the θ term of the gap, MLE − log p(Y; θ), is fixed, not fitted.
+        switch options.theta {
+        case nil: pairs.append(("theta", .string("fitted")))
+        case .mle?: pairs.append(("theta", .string("held at the closed-form MLE (the θ term of the gap is 0)")))
+        case .fixed?: pairs.append(("theta", .string("held at the --theta parameters (the θ term of the gap is fixed)")))
+        }
+        pairs.append(("model_gap", .number(last.map { mle.logLikelihood - $0.score.logLikelihood })))
         return .object(pairs)
     }
 }

@@ -45,43 +45,87 @@ public enum Gnuplot {
 }
 
 /// The gnuplot scripts of a report and the derived tables they read.
+///
+/// Series are keyed by number, never by label: the tables gnuplot reads carry a run's index in
+/// the first column and its label (which may hold commas, quotes or any text) only as the last
+/// column, which no script reads; labels reach gnuplot only as quoted titles in the scripts.
 enum PlotScripts {
-    /// A colour per run (matplotlib's tab10, then darker variants).
-    static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                          "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+    /// The strategy families, in panel order, with their colours (colour encodes the family).
+    static let families: [(strategy: String, title: String, color: (Int, Int, Int))] = [
+        ("em", "exact EM", (0x33, 0x33, 0x33)),
+        ("per-datapoint", "per-datapoint VI (part A)", (0x1f, 0x77, 0xb4)),
+        ("amortized", "amortized VI (part B)", (0xe6, 0x6a, 0x00)),
+        ("joint", "joint training (part C)", (0xc6, 0x28, 0x28)),
+        ("mle", "closed-form MLE", (0x7f, 0x7f, 0x7f)),
+    ]
 
-    /// The axes the ELBO is drawn against: (bands.csv name, axis label, file stem).
-    static let axes = [("iteration", "iteration", "elbo-iteration"),
-                       ("data_passes", "data passes (sweeps over the N points)", "elbo-passes"),
-                       ("seconds", "training seconds (scoring excluded)", "elbo-seconds")]
+    /// At most this many series share a panel; larger families are split over panels.
+    static let panelLimit = 6
 
-    /// Below this, gaps are drawn at this value on log axes (exact methods reach ~1e-15).
-    static let gapFloor = 1e-10
+    /// The axes the gap is drawn against: (bands.csv axis, axis label, file stem).
+    static let axes = [("iteration", "iteration", "gap-iteration"),
+                       ("data_passes", "data passes (sweeps over the N points)", "gap-passes"),
+                       ("seconds", "training seconds (scoring excluded)", "gap-seconds")]
+
+    /// Gaps at or below `zeroGap` are zero up to rounding; they are drawn at `floorLevel`, on a
+    /// tic labelled as such, so that a zero is not mistaken for a missing value.
+    static let zeroGap = 1e-10
+    static let floorLevel = 3.1622776601683794e-11
 
     struct Style {
         var color: String
         var dash: Int
+        var family: Int
     }
 
-    /// Colour by base run, dash type by data size (scaling) — one style per run label.
+    /// The family index of a strategy name (unknown strategies join the last family).
+    static func familyIndex(_ strategy: String) -> Int {
+        families.firstIndex { $0.strategy == strategy } ?? families.count - 1
+    }
+
+    /// `#rrggbb` for a family's colour, lighter or darker by `shade` (−1…1).
+    static func hex(_ c: (Int, Int, Int), shade: Double = 0) -> String {
+        func mix(_ v: Int) -> Int {
+            let x = Double(v)
+            let y = shade >= 0 ? x + (255 - x) * shade : x * (1 + shade)
+            return max(0, min(255, Int(y.rounded())))
+        }
+        return String(format: "#%02x%02x%02x", mix(c.0), mix(c.1), mix(c.2))
+    }
+
+    /// Colour by family, dash (and a slight shade) by the run's place within its family.
     static func styles(_ runs: [ExperimentMeta.Run]) -> [Style] {
-        var bases: [String] = [], counts: [Int] = []
-        for r in runs {
-            if !bases.contains(r.base) { bases.append(r.base) }
-            if !counts.contains(r.count) { counts.append(r.count) }
-        }
-        counts.sort()
+        var seen: [Int: Int] = [:]
+        let dashes = [1, 2, 4, 5, 3, 6]
+        let shades = [0, -0.25, 0.3, -0.45, 0.5, -0.1]
         return runs.map { r in
-            let b = bases.firstIndex(of: r.base) ?? 0
-            let c = counts.count > 1 ? (counts.firstIndex(of: r.count) ?? 0) : 0
-            return Style(color: palette[b % palette.count], dash: [1, 2, 4, 5][c % 4])
+            let f = familyIndex(r.strategy)
+            let k = seen[f, default: 0]
+            seen[f] = k + 1
+            return Style(color: hex(families[f].color, shade: shades[k % shades.count]), dash: dashes[k % dashes.count], family: f)
         }
+    }
+
+    /// The panels of a small-multiples figure: (title, run indices), one or more per family.
+    static func panels(_ runs: [ExperimentMeta.Run], include: (Int) -> Bool = { _ in true }) -> [(String, [Int])] {
+        var byFamily: [Int: [Int]] = [:]
+        for (i, r) in runs.enumerated() where include(i) { byFamily[familyIndex(r.strategy), default: []].append(i) }
+        var out: [(String, [Int])] = []
+        for f in byFamily.keys.sorted() {
+            let members = byFamily[f] ?? []
+            let parts = stride(from: 0, to: members.count, by: panelLimit).map { Array(members[$0..<min($0 + panelLimit, members.count)]) }
+            for (k, p) in parts.enumerated() {
+                out.append((families[f].title + (parts.count > 1 ? " (\(k + 1) of \(parts.count))" : ""), p))
+            }
+        }
+        return out
     }
 
     /// A gnuplot single-quoted string.
     static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
 
-    /// The lines that draw the same plot as PNG and SVG.
+    /// The lines that draw the same plot as PNG and as an interactive SVG (a click on a legend
+    /// entry hides its series; gnuplot's own script is embedded, nothing is fetched).
     static func frame(stem: String, width: Int = 1100, height: Int = 700, header: String, body: String) -> String {
         """
         # \(stem).gp — written by elbolab; edit it and run `gnuplot \(stem).gp` in this folder to redraw
@@ -90,12 +134,18 @@ enum PlotScripts {
         set datafile separator ','
         set termoption noenhanced
         do for [fmt in 'png svg'] {
-          if (fmt eq 'png') { set terminal pngcairo size \(width),\(height) noenhanced font 'Sans,11'; set output '\(stem).png' } else { set terminal svg size \(width),\(height) noenhanced font 'Sans,11' background rgb 'white'; set output '\(stem).svg' }
+          if (fmt eq 'png') { set terminal pngcairo size \(width),\(height) noenhanced font 'Sans,11'; set output '\(stem).png' } else { set terminal svg size \(width),\(height) mouse standalone noenhanced font 'Sans,11' background rgb 'white'; set output '\(stem).svg' }
         \(body)
           set output
         }
 
         """
+    }
+
+    /// A multiplot layout (rows, columns) for `count` panels.
+    static func layout(_ count: Int) -> (rows: Int, cols: Int) {
+        let cols = count <= 1 ? 1 : 2
+        return ((count + cols - 1) / cols, cols)
     }
 
     // MARK: Bands
@@ -105,42 +155,63 @@ enum PlotScripts {
     /// held at its final value), then min, median and max over seeds; gaps are MLE − ELBO.
     static func bands(points: [CurvePoint], runs: [ExperimentMeta.Run], mle: [String: Double]) -> CSVTable {
         var rows: [[String]] = []
+        let byRun = grouped(points)
+        for (index, run) in runs.enumerated() {
+            guard let curves = byRun[run.label], let ceiling = mle[run.label] else { continue }
+            for (axis, _, _) in axes {
+                for (gx, lo, mid, hi) in spread(curves, axis: axis, value: \.elbo) {
+                    rows.append([String(index), axis, field(gx), field(lo), field(mid), field(hi),
+                                 field(ceiling - hi), field(ceiling - mid), field(ceiling - lo), run.label])
+                }
+            }
+        }
+        return CSVTable(header: ["run_index", "axis", "x", "elbo_min", "elbo_median", "elbo_max",
+                                 "gap_min", "gap_median", "gap_max", "run"], rows: rows, name: "bands.csv")
+    }
+
+    /// Points by run label, then by seed in file order.
+    static func grouped(_ points: [CurvePoint]) -> [String: [[CurvePoint]]] {
         var byRun: [String: [UInt64: [CurvePoint]]] = [:]
         var seedOrder: [String: [UInt64]] = [:]
         for p in points {
             if byRun[p.run]?[p.seed] == nil { seedOrder[p.run, default: []].append(p.seed) }
             byRun[p.run, default: [:]][p.seed, default: []].append(p)
         }
-        for (index, run) in runs.enumerated() {
-            guard let curves = byRun[run.label], let ceiling = mle[run.label] else { continue }
-            let seeds = seedOrder[run.label] ?? []
-            for (axis, _, _) in axes {
-                func x(_ p: CurvePoint) -> Double {
-                    switch axis {
-                    case "iteration": return Double(p.iteration)
-                    case "data_passes": return p.dataPasses
-                    default: return p.seconds
-                    }
-                }
-                let series = seeds.compactMap { curves[$0] }.map { c in c.map { (x($0), $0.elbo) } }
-                var grid = Array(Set(series.flatMap { $0.map(\.0) }.filter { $0 > 0 })).sorted()
-                if grid.count > 1500 {
-                    // Thin evenly: the plot needs shape, not every row.
-                    let step = Double(grid.count - 1) / 1499
-                    grid = (0..<1500).map { grid[Int((Double($0) * step).rounded())] }
-                }
-                for gx in grid {
-                    let values = series.map { interpolate($0, at: gx) }.sorted()
-                    guard let lo = values.first, let hi = values.last else { continue }
-                    let mid = values.count % 2 == 1 ? values[values.count / 2]
-                        : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
-                    rows.append([String(index), run.label, axis, field(gx), field(lo), field(mid), field(hi),
-                                 field(ceiling - hi), field(ceiling - mid), field(ceiling - lo)])
-                }
-            }
+        var out: [String: [[CurvePoint]]] = [:]
+        for (run, seeds) in seedOrder { out[run] = seeds.compactMap { byRun[run]?[$0] } }
+        return out
+    }
+
+    /// The x of a point on `axis`.
+    static func x(_ p: CurvePoint, _ axis: String) -> Double {
+        switch axis {
+        case "iteration": return Double(p.iteration)
+        case "data_passes": return p.dataPasses
+        default: return p.seconds
         }
-        return CSVTable(header: ["run_index", "run", "axis", "x", "elbo_min", "elbo_median", "elbo_max",
-                                 "gap_min", "gap_median", "gap_max"], rows: rows, name: "bands.csv")
+    }
+
+    /// (x, min, median, max) over seeds of `value` on the union grid of x > 0 (at most 1500 points).
+    static func spread(_ curves: [[CurvePoint]], axis: String, value: (CurvePoint) -> Double) -> [(Double, Double, Double, Double)] {
+        let series = curves.map { c in c.map { (x($0, axis), value($0)) } }
+        var grid = Array(Set(series.flatMap { $0.map(\.0) }.filter { $0 > 0 })).sorted()
+        if grid.count > 1500 {
+            // Thin evenly: the plot needs shape, not every row.
+            let step = Double(grid.count - 1) / 1499
+            grid = (0..<1500).map { grid[Int((Double($0) * step).rounded())] }
+        }
+        return grid.compactMap { gx in
+            let values = series.map { interpolate($0, at: gx) }.sorted()
+            guard let lo = values.first, let hi = values.last else { return nil }
+            return (gx, lo, median(values), hi)
+        }
+    }
+
+    /// The median of sorted values.
+    static func median(_ sorted: [Double]) -> Double {
+        guard !sorted.isEmpty else { return .nan }
+        let n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 
     /// The value of a piecewise-linear series (x non-decreasing) at `x`, held flat past its end.
@@ -160,98 +231,97 @@ enum PlotScripts {
 
     // MARK: Scripts
 
-    /// ELBO against `axis`: median line and min–max band per run, the MLE as a dashed line.
-    static func elbo(axis: (String, String, String), experiment: String, runs: [ExperimentMeta.Run], seeds: Int,
-                     mle: [String: Double], yRange: (Double, Double)?) -> String {
+    /// The y-axis lines shared by every gap plot: log scale, zero marked at the floor.
+    static func gapAxis(top: Double) -> String {
+        let upper = max(10, pow(10, ceil(log10(max(top, 1e-9)))) * 3)
+        return """
+        set logscale y
+        set format y '%.0e'
+        set yrange [\(formatNumber(floorLevel / 2)):\(formatNumber(upper))]
+        set ytics add ('0 (≤1e-10)' \(formatNumber(floorLevel)))
+        # Gaps at or below 1e-10 are zero up to rounding (exact methods reach ~1e-15): drawn on the '0' tic.
+        floor = \(formatNumber(floorLevel))
+        fl(v) = v <= \(formatNumber(zeroGap)) ? floor : v
+        """
+    }
+
+    /// The gap MLE − ELBO against `axis`, log–log, small multiples by strategy family: median
+    /// line and min–max band over seeds per run, the 0.1 / 0.01 / 0.001 thresholds dotted.
+    static func gap(axis: (String, String, String), experiment: String, runs: [ExperimentMeta.Run], seeds: Int,
+                    mle: [String: Double], bands: CSVTable) -> String {
         let styles = styles(runs)
-        var parts: [String] = []
-        for (i, run) in runs.enumerated() where mle[run.label] != nil {
-            let s = styles[i]
-            let xsel = "(strcol(3) eq \(quote(axis.0)) && $1 == \(i) ? $4 : NaN)"
-            parts.append("'bands.csv' skip 1 using \(xsel):5:7 with filledcurves fc rgb '\(s.color)' fs transparent solid 0.18 noborder notitle")
-            parts.append("'bands.csv' skip 1 using \(xsel):6 with lines lw 2 dt \(s.dash) lc rgb '\(s.color)' title \(quote(run.label))")
+        let panels = panels(runs) { mle[runs[$0].label] != nil }
+        // Shared ranges, so panels compare at a glance.
+        let ax = (try? bands.strings("axis")) ?? [], xs = (try? bands.numbers("x")) ?? [], hi = (try? bands.numbers("gap_max")) ?? []
+        let sel = ax.indices.filter { ax[$0] == axis.0 }
+        let xmin = sel.compactMap { xs[$0] }.min() ?? 1, xmax = sel.compactMap { xs[$0] }.max() ?? 10
+        let top = sel.compactMap { hi[$0] }.filter { $0.isFinite }.max() ?? 1
+        let (rows, cols) = layout(panels.count)
+        var body = "  set multiplot layout \(rows),\(cols) title \(quote("\(experiment): gap to the MLE (MLE − ELBO, nats/point) vs \(axis.0 == "data_passes" ? "data passes" : axis.0) — median over \(seeds) seed\(seeds == 1 ? "" : "s"), band = min–max; click a legend entry to hide it (SVG)"))\n"
+        for (title, members) in panels {
+            var parts: [String] = []
+            for i in members {
+                let s = styles[i]
+                let xsel = "(strcol(2) eq \(quote(axis.0)) && $1 == \(i) ? $3 : NaN)"
+                parts.append("'bands.csv' skip 1 using \(xsel):(fl($7)):(fl($9)) with filledcurves fc rgb '\(s.color)' fs transparent solid 0.15 noborder notitle")
+                parts.append("'bands.csv' skip 1 using \(xsel):(fl($8)) with lines lw 2 dt \(s.dash) lc rgb '\(s.color)' title \(quote(runs[i].label))")
+            }
+            for (k, t) in FitResult.thresholds.enumerated() {
+                parts.append("\(formatNumber(t)) with lines dt 3 lw 1 lc rgb '#999999' " + (k == 0 ? "title '0.1, 0.01, 0.001'" : "notitle"))
+            }
+            body += "  set title \(quote(title))\n  plot \\\n    " + parts.joined(separator: ", \\\n    ") + "\n"
         }
-        let ceilings = Array(Set(runs.compactMap { mle[$0.label] })).sorted()
-        for (k, c) in ceilings.enumerated() {
-            parts.append("\(formatNumber(c)) with lines dt 2 lw 1.5 lc rgb 'black' " + (k == 0 ? "title 'MLE log-likelihood (closed form)'" : "notitle"))
-        }
+        body += "  unset multiplot"
         let header = """
-        set title \(quote("\(experiment): exact ELBO vs \(axis.0 == "data_passes" ? "data passes" : axis.0) — median over \(seeds) seed\(seeds == 1 ? "" : "s"), band = min–max"))
         set xlabel \(quote(axis.1 + " (log scale)"))
-        set ylabel 'ELBO (nats per point)'
+        set ylabel 'MLE − ELBO (nats/point, log scale)'
         set logscale x
         set format x '%g'
+        set xrange [\(formatNumber(xmin)):\(formatNumber(xmax * 1.05))]
+        \(gapAxis(top: top))
         set grid
-        set key outside right top
-        \(yRange.map { "set yrange [\(formatNumber($0.0)):\(formatNumber($0.1))]  # the approach to the MLE; use [*:*] for the whole curve" } ?? "set yrange [*:*]")
+        set key top right font ',9' samplen 2.5 spacing 0.9 noopaque
         """
-        return frame(stem: axis.2, header: header, body: "  plot \\\n    " + parts.joined(separator: ", \\\n    "))
+        return frame(stem: axis.2, width: cols == 1 ? 900 : 1300, height: 90 + 430 * rows, header: header, body: body)
     }
 
-    /// The gap MLE − ELBO against training seconds, log–log, with the report's thresholds.
-    static func gap(experiment: String, runs: [ExperimentMeta.Run], seeds: Int, mle: [String: Double]) -> String {
-        let styles = styles(runs)
-        var parts: [String] = []
-        for (i, run) in runs.enumerated() where mle[run.label] != nil {
-            let s = styles[i]
-            let xsel = "(strcol(3) eq 'seconds' && $1 == \(i) ? $4 : NaN)"
-            parts.append("'bands.csv' skip 1 using \(xsel):(fl($8)):(fl($10)) with filledcurves fc rgb '\(s.color)' fs transparent solid 0.18 noborder notitle")
-            parts.append("'bands.csv' skip 1 using \(xsel):(fl($9)) with lines lw 2 dt \(s.dash) lc rgb '\(s.color)' title \(quote(run.label))")
-        }
-        for (k, t) in FitResult.thresholds.enumerated() {
-            parts.append("\(formatNumber(t)) with lines dt 3 lw 1 lc rgb '#555555' " + (k == 0 ? "title 'thresholds 0.1, 0.01, 0.001'" : "notitle"))
-        }
-        let header = """
-        set title \(quote("\(experiment): gap to the MLE (MLE − ELBO) vs training seconds — median over \(seeds) seed\(seeds == 1 ? "" : "s"), band = min–max"))
-        set xlabel 'training seconds (scoring excluded, log scale)'
-        set ylabel 'MLE − ELBO (nats per point, log scale)'
-        set logscale xy
-        set format x '%g'
-        set format y '%.0e'
-        set grid
-        set key outside right top
-        # Exact methods reach rounding (~1e-15); gaps below the floor are drawn at the floor.
-        floor = \(formatNumber(gapFloor))
-        fl(v) = v < floor ? floor : v
-        """
-        return frame(stem: "gap-seconds", header: header, body: "  plot \\\n    " + parts.joined(separator: ", \\\n    "))
-    }
-
-    /// `split.csv`: the final gap to the MLE per run, split three ways (means over seeds).
+    /// `split.csv`: the final gap to the MLE per run, split three ways (medians over seeds).
     static func splitTable(_ summaries: [RunSummary]) -> CSVTable {
-        CSVTable(header: ["run", "strategy", "model_gap", "approximation_gap", "amortization_gap", "gap_to_mle"],
-                 rows: summaries.map { s in
-                     let ll = s.statistics["loglik"]?.mean, mle = s.statistics["mle_loglik"]?.mean
-                     return [s.run, s.strategy, field(mle.flatMap { m in ll.map { m - $0 } }),
-                             field(s.statistics["approximation_gap"]?.mean), field(s.statistics["amortization_gap"]?.mean),
-                             field(s.statistics["gap_to_mle"]?.mean)]
+        CSVTable(header: ["row", "strategy", "model_gap", "approximation_gap", "amortization_gap", "gap_to_mle", "run"],
+                 rows: summaries.enumerated().map { index, s in
+                     [String(index), s.strategy, field(s.statistics["model_gap"]?.median),
+                             field(s.statistics["approximation_gap"]?.median), field(s.statistics["amortization_gap"]?.median),
+                             field(s.statistics["gap_to_mle"]?.median), s.run]
                  }, name: "split.csv")
     }
 
-    /// Grouped bars of the split on a log scale (the parts differ by orders of magnitude).
-    static func split(experiment: String, runs: Int) -> String {
+    /// The final gap split per run: three bars on a log scale (the parts differ by orders of
+    /// magnitude); a part that is zero to rounding is a marked point on the '0' tic, not a missing bar.
+    static func split(experiment: String, runs: [String]) -> String {
+        let tics = runs.enumerated().map { "\(quote($0.element)) \($0.offset)" }.joined(separator: ", ")
         let header = """
-        set title \(quote("\(experiment): the final gap to the MLE, split three ways (mean over seeds)"))
+        set title \(quote("\(experiment): the final gap to the MLE split three ways (median over seeds; click a legend entry to hide it)"))
         set ylabel 'nats per point (log scale)'
-        set logscale y
-        set format y '%.0e'
-        set style data histograms
-        set style histogram clustered gap 1
+        set xtics (\(tics)) rotate by 30 right
+        set xrange [-0.6:\(runs.count) - 0.4]
         set style fill solid 0.85 border rgb '#333333'
-        set xtics rotate by 30 right
+        set boxwidth 0.26
         set grid ytics
         set key above
-        set bmargin 9
-        # Exact parts are 0 or rounding (~1e-15): parts below the floor get no bar.
-        floor = 1e-12
-        set yrange [floor:*]
-        cut(v) = v < floor ? floor : v
+        set bmargin 10
+        \(gapAxis(top: 1e2))
+        set yrange [\(formatNumber(floorLevel / 2)):*]
+        bar(v) = v > \(formatNumber(zeroGap)) ? v : NaN
+        zero(v) = v <= \(formatNumber(zeroGap)) ? floor : NaN
         """
         let body = """
-          plot 'split.csv' skip 1 using (cut($3)):xtic(1) lc rgb '#7f7f7f' title 'θ short of the MLE (MLE − log p(Y; θ))', \\
-               '' skip 1 using (cut($4)) lc rgb '#1f77b4' title 'approximation gap (log p(Y; θ) − best ELBO in the family)', \\
-               '' skip 1 using (cut($5)) lc rgb '#ff7f0e' title 'amortisation / optimisation gap (best ELBO − ELBO of q)'
+          plot 'split.csv' skip 1 using ($1 - 0.27):(bar($3)) with boxes lc rgb '#7f7f7f' title 'θ short of the MLE (MLE − log p(Y; θ))', \\
+               '' skip 1 using ($1):(bar($4)) with boxes lc rgb '#1f77b4' title 'approximation gap (log p(Y; θ) − best ELBO in the family)', \\
+               '' skip 1 using ($1 + 0.27):(bar($5)) with boxes lc rgb '#ff7f0e' title 'amortisation / optimisation gap (best ELBO − ELBO of q)', \\
+               '' skip 1 using ($1 - 0.27):(zero($3)) with points pt 6 ps 1.6 lc rgb '#7f7f7f' notitle, \\
+               '' skip 1 using ($1):(zero($4)) with points pt 6 ps 1.6 lc rgb '#1f77b4' notitle, \\
+               '' skip 1 using ($1 + 0.27):(zero($5)) with points pt 6 ps 1.6 lc rgb '#ff7f0e' title 'open circle: zero (≤ 1e-10, rounding)'
         """
-        return frame(stem: "gap-split", width: max(1000, 200 + 110 * runs), height: 700, header: header, body: body)
+        return frame(stem: "gap-split", width: max(1000, 200 + 90 * runs.count), height: 700, header: header, body: body)
     }
 }

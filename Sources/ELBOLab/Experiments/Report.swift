@@ -8,6 +8,8 @@ public struct ReportOutcome: Sendable {
     public var scripts: [String]
     /// Problems that did not stop the report (gnuplot missing or failing).
     public var warnings: [String]
+    /// The sentences of `## What this shows`.
+    public var findings: [Finding] = []
 }
 
 /// Builds an experiment's summary and plots from the files of record in its results folder
@@ -26,19 +28,19 @@ public enum ExperimentReport {
 
         var mle: [String: Double] = [:]
         for r in records where mle[r.run] == nil { mle[r.run] = r.mleLogLikelihood }
-        try AtomicFile.write(PlotScripts.bands(points: points, runs: meta.runs, mle: mle).text, to: folder + "/bands.csv")
+        let bands = PlotScripts.bands(points: points, runs: meta.runs, mle: mle)
+        try AtomicFile.write(bands.text, to: folder + "/bands.csv")
         try AtomicFile.write(PlotScripts.splitTable(summaries).text, to: folder + "/split.csv")
 
         let seeds = meta.seeds.count
         var scripts: [(stem: String, text: String)] = []
-        let range = elboRange(summaries: summaries, points: points, mle: mle)
         for axis in PlotScripts.axes {
-            scripts.append((axis.2, PlotScripts.elbo(axis: axis, experiment: meta.experiment, runs: meta.runs, seeds: seeds, mle: mle, yRange: range)))
+            scripts.append((axis.2, PlotScripts.gap(axis: axis, experiment: meta.experiment, runs: meta.runs, seeds: seeds, mle: mle, bands: bands)))
         }
-        scripts.append(("gap-seconds", PlotScripts.gap(experiment: meta.experiment, runs: meta.runs, seeds: seeds, mle: mle)))
-        scripts.append(("gap-split", PlotScripts.split(experiment: meta.experiment, runs: summaries.count)))
+        scripts.append(("gap-split", PlotScripts.split(experiment: meta.experiment, runs: summaries.map(\.run))))
 
         var extra = ""
+        var findings: [Finding] = []
         switch meta.kind {
         case .curves:
             break
@@ -47,12 +49,23 @@ public enum ExperimentReport {
             let rows = try varianceRows(table)
             scripts.insert(("variance", GradientVarianceStudy.script(experiment: meta.experiment, rows: rows)), at: 0)
             extra = varianceMarkdown(rows, note: meta.varianceNote)
+            findings += ExperimentFindings.variance(rows)
         case .scaling:
             let table = scalingTable(meta: meta, summaries: summaries)
             try AtomicFile.write(table.text, to: folder + "/scaling.csv")
-            scripts.insert(("scaling", scalingScript(experiment: meta.experiment, meta: meta)), at: 0)
+            scripts.insert(("scaling", scalingScript(experiment: meta.experiment, meta: meta, table: table)), at: 0)
             extra = scalingMarkdown(table)
+            findings += ExperimentFindings.scaling(table)
         }
+        var curveFindings = ExperimentFindings.curves(meta: meta, summaries: summaries, points: points, mle: mle)
+        if meta.kind == .scaling {
+            // Runs at different N are not rivals: who reaches a tolerance first is read per N in
+            // the scaling table and figure, not across sizes.
+            curveFindings.removeAll { f in f.claims.contains { $0.key.hasPrefix("first-to-") || $0.key.hasPrefix("reaches-") }
+                || f.text.hasPrefix("Only runs of one family") || f.text.hasPrefix("Every run got within") }
+        }
+        findings += curveFindings
+        findings = ExperimentFindings.selected(findings)
 
         for s in scripts { try AtomicFile.write(s.text, to: "\(folder)/\(s.stem).gp") }
         var warnings: [String] = []
@@ -67,6 +80,10 @@ public enum ExperimentReport {
                 warnings.append("gnuplot was not found on PATH: the plot scripts (*.gp) in \(folder) are written but not drawn; install gnuplot (`make deps`) and run `elbolab plot \(folder)`")
             }
         }
+        // Plots of an earlier layout (renamed since) must not pass for this run's.
+        for old in ["elbo-iteration", "elbo-passes", "elbo-seconds"] {
+            for ext in ["gp", "png", "svg"] { try? FileManager.default.removeItem(atPath: "\(folder)/\(old).\(ext)") }
+        }
         if let executable {
             for s in scripts {
                 // Stale images must not pass for new ones.
@@ -78,45 +95,32 @@ public enum ExperimentReport {
                 }
             }
         }
-        try AtomicFile.write(markdown(meta: meta, summaries: summaries, extra: extra, drawn: drawn,
+        try AtomicFile.write(markdown(meta: meta, summaries: summaries, findings: findings, extra: extra, drawn: drawn,
                                       scripts: scripts.map(\.stem)), to: folder + "/summary.md")
-        return ReportOutcome(plots: drawn, scripts: scripts.map { "\($0.stem).gp" }, warnings: warnings)
+        return ReportOutcome(plots: drawn, scripts: scripts.map { "\($0.stem).gp" }, warnings: warnings, findings: findings)
     }
 
-    /// The ELBO plots' y-range: the last stretch of the approach to the MLE, ten times the
-    /// largest final gap (at least 0.05 nats), never beyond where the curves start.
-    static func elboRange(summaries: [RunSummary], points: [CurvePoint], mle: [String: Double]) -> (Double, Double)? {
-        let ceilings = summaries.compactMap { mle[$0.run] }
-        guard let top = ceilings.max(), let bottom = ceilings.min() else { return nil }
-        let finalGap = summaries.compactMap { $0.statistics["gap_to_mle"]?.mean }.filter { $0.isFinite }.max() ?? 0
-        let lowest = points.map(\.elbo).filter { $0.isFinite }.min() ?? bottom
-        let span = min(max(10 * max(finalGap, 0), 0.05), max(bottom - lowest, 0.05))
-        return (bottom - span, top + 0.1 * span)
-    }
+    /// The figure captions, by file stem.
+    static let captions = ["variance": "Variance of the gradient estimators against K (total over the points' m_n and log v_n; legend in the first panel)",
+                           "scaling": "Cost against the data size N",
+                           "gap-iteration": "Gap to the MLE against iterations (log–log)",
+                           "gap-passes": "Gap to the MLE against data passes (log–log)",
+                           "gap-seconds": "Gap to the MLE against training seconds (log–log)",
+                           "gap-split": "The final gap split: θ short of the MLE, approximation, amortisation"]
 
     // MARK: Markdown
 
-    static func markdown(meta: ExperimentMeta, summaries: [RunSummary], extra: String, drawn: [String], scripts: [String]) -> String {
+    static func markdown(meta: ExperimentMeta, summaries: [RunSummary], findings: [Finding], extra: String, drawn: [String], scripts: [String]) -> String {
         var out = "# \(meta.experiment)" + (meta.title.isEmpty || meta.title == meta.experiment ? "" : ": \(meta.title)") + "\n\n"
+        out += ExperimentFindings.markdown(findings) + "\n"
+        out += "## Setting\n\n"
         if !meta.description.isEmpty { out += meta.description + "\n\n" }
         out += "- Data: \(meta.data).\n"
         out += "- Seeds: \(meta.seeds.map(String.init).joined(separator: ", ")) (each seed sets the initial θ, the encoder's initial weights and the Monte Carlo draws).\n"
         if !meta.spec.isEmpty { out += "- Spec: `\(meta.spec)`; files of record: `curves.csv`, `runs.csv`, `meta.json` (see results/README.md).\n" }
         if meta.wallSeconds > 0 { out += "- Wall-clock time of the whole experiment: \(String(format: "%.1f", meta.wallSeconds)) s.\n" }
-        out += "\n## Runs\n\n"
-        out += ExperimentSummary.markdownTable(["run", "strategy", "settings"], meta.runs.map {
-            [$0.label, $0.strategy, $0.settings.joined(separator: ", ")]
-        })
-        out += "\n" + ExperimentSummary.markdown(summaries, truthKnown: meta.truthKnown, seeds: meta.seeds.count)
-        if !extra.isEmpty { out += "\n" + extra }
+        out += tables(meta: meta, summaries: summaries, extra: extra)
         out += "\n## Plots\n\n"
-        let captions = ["variance": "Variance of the gradient estimators against K",
-                        "scaling": "Cost against the data size N",
-                        "elbo-iteration": "ELBO against iterations",
-                        "elbo-passes": "ELBO against data passes",
-                        "elbo-seconds": "ELBO against training seconds",
-                        "gap-seconds": "Gap to the MLE against training seconds (log–log)",
-                        "gap-split": "The final gap split: θ short of the MLE, approximation, amortisation"]
         for stem in scripts {
             let caption = captions[stem] ?? stem
             if drawn.contains("\(stem).png") {
@@ -128,33 +132,51 @@ public enum ExperimentReport {
         return out
     }
 
+    /// The tables of the summary (runs, final values, work, recovery, stops, and the study's own).
+    static func tables(meta: ExperimentMeta, summaries: [RunSummary], extra: String) -> String {
+        var out = "\n## Runs\n\n"
+        out += ExperimentSummary.markdownTable(["run", "strategy", "settings"], meta.runs.map {
+            [$0.label, $0.strategy, $0.settings.joined(separator: ", ")]
+        })
+        if meta.runs.contains(where: { $0.settings.contains { $0.hasPrefix("theta ") } }) {
+            out += "\nRuns with `theta` set hold θ fixed (only q or the encoder is fitted): their θ term, MLE − log-lik, is fixed "
+            out += "by construction (0 with `theta mle`), so their gap to the MLE is the approximation and amortisation gaps.\n"
+        }
+        out += "\n" + ExperimentSummary.markdown(summaries, truthKnown: meta.truthKnown, seeds: meta.seeds.count)
+        if !extra.isEmpty { out += "\n" + extra }
+        return out
+    }
+
     // MARK: Gradient variance
 
     static func varianceRows(_ t: CSVTable) throws -> [GradientVarianceStudy.Row] {
         let est = try t.strings("estimator"), kl = try t.strings("kl"), k = try t.counts("samples"), block = try t.strings("block")
         let coords = try t.counts("coordinates"), reps = try t.counts("repeats"), tv = try t.numbers("total_variance")
         let norm = try t.numbers("exact_norm2"), me = try t.numbers("mean_error2")
+        let stage = try t.strings("stage"), baseline = try t.strings("baseline")
         return try t.rows.indices.map { i in
             guard let e = GradientEstimator(rawValue: est[i]), let l = KLEstimator(rawValue: kl[i]) else {
                 throw InputError("\(t.name):\(i + 2): unknown estimator \(JSON.quote(est[i])) or kl \(JSON.quote(kl[i]))")
             }
             return GradientVarianceStudy.Row(estimator: e, kl: l, samples: k[i], block: block[i], coordinates: coords[i],
                                              repeats: reps[i], totalVariance: tv[i] ?? .nan,
-                                             exactNorm2: norm[i] ?? .nan, meanError2: me[i] ?? .nan)
+                                             exactNorm2: norm[i] ?? .nan, meanError2: me[i] ?? .nan, stage: stage[i],
+                                             baseline: baseline[i] != "none")
         }
     }
 
     static func varianceMarkdown(_ rows: [GradientVarianceStudy.Row], note: String) -> String {
         var out = "## Gradient-estimator variance\n\n"
         if !note.isEmpty { out += note + "\n\n" }
-        out += "Total variance = Σ over the block's coordinates of the sample variance of the estimates; relative = "
-        out += "total variance / ‖exact gradient‖². \"mean error²\" is ‖mean estimate − exact gradient‖²; for an unbiased "
-        out += "estimator it is about total variance / repeats. The score-function estimator's baseline is the mean of the "
-        out += "other K − 1 samples (leave-one-out), so with K = 1 it has none.\n\n"
+        out += "Total variance = Σ over the block's coordinates of the sample variance of the estimates, in nats² (the "
+        out += "gradient of a point's ELBO, in nats, with respect to its m_n and log v_n, or to θ); relative = total variance / "
+        out += "‖exact gradient‖². \"mean error²\" is ‖mean estimate − exact gradient‖²; for an unbiased estimator it is about "
+        out += "total variance / repeats. The score-function baseline is the mean of the other K − 1 samples (leave-one-out), "
+        out += "so with K = 1 there is none. The θ block is pathwise for every estimator (only q's block differs).\n\n"
         out += ExperimentSummary.markdownTable(
-            ["estimator", "KL", "K", "block", "total variance", "relative", "mean error²", "variance / repeats"],
+            ["stage", "estimator", "K", "block", "total variance (nats²)", "relative", "mean error²", "variance / repeats"],
             rows.map { r in
-                [r.estimator.rawValue, r.kl.rawValue, String(r.samples), r.block, ExperimentSummary.general(r.totalVariance),
+                [r.stage, r.name, String(r.samples), r.block, ExperimentSummary.general(r.totalVariance),
                  ExperimentSummary.general(r.totalVariance / r.exactNorm2), ExperimentSummary.general(r.meanError2),
                  ExperimentSummary.general(r.totalVariance / Double(r.repeats))]
             })
@@ -163,36 +185,52 @@ public enum ExperimentReport {
 
     // MARK: Scaling
 
-    /// `scaling.csv`: per base run and N, the mean seconds per iteration and the mean seconds
-    /// to 0.01 nats/point of the MLE (over the seeds that got there).
+    /// `scaling.csv`: per base run and N, the median seconds per iteration and the median seconds
+    /// to 0.01 nats/point of the MLE (over the seeds that got there, with how many did).
     static func scalingTable(meta: ExperimentMeta, summaries: [RunSummary]) -> CSVTable {
         var rows: [[String]] = []
+        var bases: [String] = []
+        for r in meta.runs where !bases.contains(r.base) { bases.append(r.base) }
         for run in meta.runs {
             guard let s = summaries.first(where: { $0.run == run.label }) else { continue }
             let to = s.statistics["seconds_to_0.01"]
-            rows.append([run.base, s.strategy, String(run.count), String(s.seeds),
-                         field(s.statistics["seconds_per_iteration"]?.mean), field(s.statistics["iterations"]?.mean),
-                         field(to?.mean), String(to?.count ?? 0), field(s.statistics["gap_to_mle"]?.mean)])
+            rows.append([String(bases.firstIndex(of: run.base) ?? 0), s.strategy, String(run.count), String(s.seeds),
+                         field(s.statistics["seconds_per_iteration"]?.median), field(s.statistics["iterations"]?.median),
+                         field(to?.median), field(to?.minimum), field(to?.maximum), String(to?.count ?? 0),
+                         field(s.statistics["gap_to_mle"]?.median), String(s.stopReasons["time"] ?? 0), run.base])
         }
-        return CSVTable(header: ["run", "strategy", "n", "seeds", "seconds_per_iteration", "iterations",
-                                 "seconds_to_0.01", "reached_0.01", "final_gap"], rows: rows, name: "scaling.csv")
+        return CSVTable(header: ["run_index", "strategy", "n", "seeds", "seconds_per_iteration", "iterations",
+                                 "seconds_to_0.01", "seconds_to_0.01_min", "seconds_to_0.01_max", "reached_0.01",
+                                 "final_gap", "capped", "run"], rows: rows, name: "scaling.csv")
     }
 
-    static func scalingScript(experiment: String, meta: ExperimentMeta) -> String {
+    static func scalingScript(experiment: String, meta: ExperimentMeta, table: CSVTable) -> String {
         var bases: [String] = []
         for r in meta.runs where !bases.contains(r.base) { bases.append(r.base) }
+        let reachedCounts = (try? table.counts("reached_0.01")) ?? [], indices = (try? table.counts("run_index")) ?? []
+        let reached = Set(indices.indices.filter { reachedCounts.indices.contains($0) && reachedCounts[$0] > 0 }.map { indices[$0] })
         let sizes = meta.runs.map(\.count).filter { $0 > 0 }
         let xRange = sizes.isEmpty ? "[*:*]" : "[\(formatNumber(Double(sizes.min() ?? 1) / 2)):\(formatNumber(Double(sizes.max() ?? 1) * 2))]"
         func panel(column: Int, title: String, ylabel: String, key: Bool) -> String {
-            let parts = bases.enumerated().map { i, b in
-                "'scaling.csv' skip 1 using (strcol(1) eq \(PlotScripts.quote(b)) ? $3 : NaN):\(column) with linespoints lw 2 pt 7 lc rgb '\(PlotScripts.palette[i % PlotScripts.palette.count])' title \(PlotScripts.quote(b))"
+            let styles = PlotScripts.styles(bases.map { b in
+                ExperimentMeta.Run(label: b, strategy: meta.runs.first { $0.base == b }?.strategy ?? "", settings: [], base: b, count: 0)
+            })
+            // The legend is the left panel's, where every run has points; the right panel draws
+            // only the runs that got within 0.01 and names the others.
+            let parts = bases.enumerated().compactMap { i, b -> String? in
+                if !key && !reached.contains(i) { return nil }
+                return "'scaling.csv' skip 1 using ($1 == \(i) ? $3 : NaN):\(column) with linespoints lw 2 pt 7 dt \(styles[i].dash) lc rgb '\(styles[i].color)' " + (key ? "title \(PlotScripts.quote(b))" : "notitle")
+                    + (column == 7 ? ", 'scaling.csv' skip 1 using ($1 == \(i) ? $3 : NaN):\(column):8:9 with yerrorbars pt 7 lc rgb '\(styles[i].color)' notitle" : "")
             }
+            let missing = bases.indices.filter { !reached.contains($0) }.map { bases[$0] }
+            let note = key || missing.isEmpty ? "unset label" : "set label 1 \(PlotScripts.quote("not within 0.01 in any seed: " + missing.joined(separator: "; "))) at graph 0.02, graph 0.04 font ',9'"
             return """
                 set title \(PlotScripts.quote(title))
                 set ylabel \(PlotScripts.quote(ylabel))
-                \(key ? "set key below" : "unset key")
+                \(key ? "set key top left font ',9'" : "unset key")
+                \(note)
                 plot \\
-                  \(parts.joined(separator: ", \\\n      "))
+                  \(parts.isEmpty ? "NaN notitle" : parts.joined(separator: ", \\\n      "))
             """
         }
         let header = """
@@ -201,11 +239,12 @@ public enum ExperimentReport {
         set format y '%.0e'
         set grid
         set xrange \(xRange)
+        set offsets 0, 0, graph 0.4, 0  # headroom above the lines for the legend
         """
         let body = """
-            set multiplot layout 1,2 title \(PlotScripts.quote("\(experiment): cost against the data size (means over seeds)"))
+            set multiplot layout 1,2 title \(PlotScripts.quote("\(experiment): cost against the data size (medians over seeds, bars = min–max; click a legend entry to hide it)"))
         \(panel(column: 5, title: "seconds per iteration", ylabel: "seconds per iteration (log scale)", key: true))
-        \(panel(column: 7, title: "seconds to within 0.01 nats/point of the MLE (seeds that got there)", ylabel: "seconds (log scale)", key: true))
+        \(panel(column: 7, title: "seconds to within 0.01 nats/point of the MLE (seeds that got there)", ylabel: "seconds (log scale)", key: false))
             unset multiplot
         """
         return PlotScripts.frame(stem: "scaling", width: 1300, height: 600, header: header, body: body)
@@ -213,13 +252,15 @@ public enum ExperimentReport {
 
     static func scalingMarkdown(_ t: CSVTable) -> String {
         var out = "## Scaling with N\n\n"
-        out += "Means over seeds. Seconds to 0.01: training seconds until the exact ELBO was within 0.01 nats/point of "
-        out += "the MLE (seeds that got there, out of all seeds).\n\n"
+        out += "Medians over seeds. Seconds to 0.01: training seconds until the exact ELBO was within 0.01 nats/point of "
+        out += "the MLE, median [min – max] over the seeds that got there, and how many did. \"capped\": seeds stopped by the time cap.\n\n"
         out += ExperimentSummary.markdownTable(
-            ["run", "N", "s / iteration", "iterations", "seconds to 0.01", "final gap"],
+            ["run", "N", "s / iteration", "iterations", "seconds to 0.01", "final gap", "capped"],
             t.rows.map { r in
                 func g(_ i: Int) -> String { Double(r[i]).map(ExperimentSummary.general) ?? "—" }
-                return [r[0], r[2], g(4), g(5), "\(g(6)) (\(r[7])/\(r[3]))", g(8)]
+                let reach = r[9] == "0" ? "not reached (0 of \(r[3]) seeds)"
+                    : "\(g(6)) [\(g(7)) – \(g(8))], reached in \(r[9]) of \(r[3]) seeds"
+                return [r[12], r[2], g(4), g(5), reach, g(10), "\(r[11]) of \(r[3])"]
             })
         return out
     }

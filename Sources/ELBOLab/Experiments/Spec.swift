@@ -36,6 +36,8 @@ public struct ExperimentSpec: Sendable {
     public var counts: [Int]
     /// Gradient variance: the study's settings.
     public var variance: VarianceSpec?
+    /// The name of the setting this experiment stands for in `results/overview` (nil: not shown there).
+    public var overview: String? = nil
     /// The file the spec was read from, for messages.
     public var path: String
     /// The bytes the spec was parsed from (written beside the results as `spec.json`); nil for a
@@ -190,6 +192,14 @@ public struct VarianceSpec: Sendable {
     public var repeats: Int
     /// The first this many points form the batch (nil: all of them).
     public var points: Int?
+    /// More points along training at which (θ, q) is frozen and measured again (warm-up
+    /// iterations, ascending); the study then has one stage per point.
+    public var laterStages: [Int] = []
+    /// Also measure the score-function estimator without its leave-one-out baseline.
+    public var noBaseline = false
+
+    /// Every stage's warm-up iterations, ascending.
+    public var stages: [Int] { Array(Set([warmupIterations] + laterStages)).sorted() }
 
     public init(warmup: FitOptions, warmupIterations: Int, samples: [Int], estimators: [GradientEstimator],
                 kl: [KLEstimator], repeats: Int, points: Int? = nil) {
@@ -253,9 +263,9 @@ struct SpecReader {
     static var runOptionKeys: [String] { FitOptionTable.names }
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
-                          "defaults", "runs", "counts", "variance"]
+                          "defaults", "runs", "counts", "variance", "overview"]
     static let dataKeys = ["csv", "delimiter", "columns", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
-    static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points"]
+    static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points", "no-baseline"]
 
     func fail(_ field: String, _ message: String) -> InputError {
         // A field's path is made of the spec's own keys: escaped, so that the message stays one line.
@@ -430,8 +440,10 @@ struct SpecReader {
             throw fail(top.at("variance"), "is missing (kind \"gradient-variance\" needs the study's settings)")
         }
 
-        return ExperimentSpec(name: name, title: title, description: description, kind: kind, order: order,
-                              data: data, seeds: seeds, runs: runs, counts: counts, variance: variance, path: file)
+        var spec = ExperimentSpec(name: name, title: title, description: description, kind: kind, order: order,
+                                  data: data, seeds: seeds, runs: runs, counts: counts, variance: variance, path: file)
+        spec.overview = try top["overview"].map { try string($0, top.at("overview")) }
+        return spec
     }
 
     func dataSpec(_ value: SpecValue, _ field: String, needsCount: Bool) throws -> DataSpec {
@@ -569,7 +581,16 @@ struct SpecReader {
         guard strategy == .amortized || strategy == .joint || strategy == .perDatapoint else {
             throw fail(w.at("strategy"), "must be amortized, joint or per-datapoint (a strategy with a mean-field q), got \(JSON.quote(strategy.rawValue))")
         }
-        let iterations = try integer(try required(w, "iterations", "warm-up steps before (θ, q) is frozen"), w.at("iterations"), min: 0)
+        // One number, or the points along training (ascending) at which (θ, q) is frozen.
+        let iterationValue = try required(w, "iterations", "warm-up steps before (θ, q) is frozen, or an array of them")
+        let stageList: [Int]
+        if case let .array(items) = iterationValue {
+            stageList = try items.enumerated().map { try integer($0.element, "\(w.at("iterations"))[\($0.offset)]", min: 0) }
+            guard !stageList.isEmpty else { throw fail(w.at("iterations"), "must not be empty") }
+        } else {
+            stageList = [try integer(iterationValue, w.at("iterations"), min: 0)]
+        }
+        let iterations = stageList.min() ?? 0
         var start = base
         start.strategy = strategy
         let (warmup, _) = try options(start, inherited: inherited, own: w.removing("strategy").removing("iterations"), field: w.path)
@@ -589,8 +610,11 @@ struct SpecReader {
         } ?? [.analytic, .mc]
         let repeats = try f["repeats"].map { try integer($0, f.at("repeats"), min: 2) } ?? 100
         let points = try f["points"].map { try integer($0, f.at("points"), min: 1) }
-        return VarianceSpec(warmup: warmup, warmupIterations: iterations, samples: samples, estimators: estimators,
-                            kl: kl, repeats: repeats, points: points)
+        var study = VarianceSpec(warmup: warmup, warmupIterations: iterations, samples: samples, estimators: estimators,
+                                 kl: kl, repeats: repeats, points: points)
+        study.laterStages = stageList.filter { $0 > iterations }
+        study.noBaseline = try f["no-baseline"].map { try bool($0, f.at("no-baseline")) } ?? false
+        return study
     }
 
     /// Applies every run-option key in `f` to `options`, recording what was set.
@@ -605,8 +629,26 @@ struct SpecReader {
                 reset(&o)
                 continue
             }
-            do { try entry.apply(.json(v), &o) } catch let problem as OptionProblem { throw fail(field, problem.message) }
+            if key == "theta" {
+                // A params.json path is relative to the spec's folder.
+                o.theta = try heldTheta(v, field)
+            } else {
+                do { try entry.apply(.json(v), &o) } catch let problem as OptionProblem { throw fail(field, problem.message) }
+            }
             if case let .string(s) = v { settings.append((key, s)) } else { settings.append((key, v.shown)) }
+        }
+    }
+}
+
+extension SpecReader {
+    /// A run's `theta`: "mle" (the closed-form MLE of the run's data), or a params.json path
+    /// (relative to the spec's folder) whose parameters are held.
+    func heldTheta(_ v: SpecValue, _ field: String) throws -> HeldTheta {
+        let s = try string(v, field)
+        if s == "mle" { return .mle }
+        let path = s.hasPrefix("/") ? s : URL(fileURLWithPath: file).deletingLastPathComponent().path + "/" + s
+        do { return .fixed(try ParamsFile.read(path: path)) } catch let e as InputError {
+            throw fail(field, "expected \"mle\" or a params.json path: \(e.message)")
         }
     }
 }

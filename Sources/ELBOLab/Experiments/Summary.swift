@@ -1,46 +1,57 @@
 import CGSL
 import Foundation
 
-/// Mean, spread and a 95% Student-t interval of one quantity over seeds.
+/// Median, range, mean and spread of one quantity over seeds.
+///
+/// With fewer than ten values no interval is given (a t-interval from two or three seeds is
+/// mostly the t quantile, and goes negative for positive quantities); from ten on, the 95%
+/// distribution-free interval of the median from order statistics, which lies within the
+/// values and so keeps the sign of a positive quantity.
 public struct SampleStatistics: Sendable, Equatable {
     /// How many values entered (non-finite and missing values are left out).
     public var count: Int
+    public var median: Double
     public var mean: Double
     /// The sample standard deviation (n − 1); nil with fewer than two values.
     public var standardDeviation: Double?
-    /// mean ∓ t_{0.975, n−1} · sd/√n; nil with fewer than two values.
+    /// The 95% order-statistic interval of the median; nil with fewer than ``intervalMinimum`` values.
     public var interval: (low: Double, high: Double)?
     public var minimum: Double
     public var maximum: Double
 
+    /// Values needed before an interval is reported.
+    public static let intervalMinimum = 10
+
     public static func == (a: SampleStatistics, b: SampleStatistics) -> Bool {
-        a.count == b.count && a.mean == b.mean && a.standardDeviation == b.standardDeviation
+        a.count == b.count && a.median == b.median && a.mean == b.mean && a.standardDeviation == b.standardDeviation
             && a.interval?.low == b.interval?.low && a.interval?.high == b.interval?.high
             && a.minimum == b.minimum && a.maximum == b.maximum
     }
 
     /// Statistics of the finite values among `values`; nil when there are none.
     public init?(_ values: [Double?]) {
-        let xs = values.compactMap { $0 }.filter { $0.isFinite }
-        guard !xs.isEmpty else { return nil }
+        let xs = values.compactMap { $0 }.filter { $0.isFinite }.sorted()
+        guard let lo = xs.first, let hi = xs.last else { return nil }
         count = xs.count
         let n = Double(xs.count)
         mean = xs.reduce(0, +) / n
-        minimum = xs.min() ?? mean
-        maximum = xs.max() ?? mean
-        if xs.count >= 2 {
-            let sd = (xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
-            standardDeviation = sd
-            let half = gsl_cdf_tdist_Pinv(0.975, n - 1) * sd / n.squareRoot()
-            interval = (mean - half, mean + half)
-        } else {
-            standardDeviation = nil
-            interval = nil
-        }
+        median = PlotScripts.median(xs)
+        minimum = lo
+        maximum = hi
+        standardDeviation = xs.count >= 2 ? (xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : nil
+        interval = SampleStatistics.medianInterval(xs)
     }
 
-    /// Half the width of the 95% interval.
-    public var halfWidth: Double? { interval.map { ($0.high - $0.low) / 2 } }
+    /// [x₍ₖ₎, x₍ₙ₋ₖ₊₁₎] with the largest k such that P(Bin(n, ½) ≤ k − 1) ≤ 0.025: covers the
+    /// median with probability at least 95% whatever the distribution.
+    static func medianInterval(_ sorted: [Double]) -> (low: Double, high: Double)? {
+        let n = sorted.count
+        guard n >= intervalMinimum else { return nil }
+        var k = 0
+        while k + 1 <= n / 2, gsl_cdf_binomial_P(UInt32(k), 0.5, UInt32(n)) <= 0.025 { k += 1 }
+        guard k >= 1 else { return nil }
+        return (sorted[k - 1], sorted[n - k])
+    }
 }
 
 /// One run's figures over its seeds.
@@ -68,6 +79,7 @@ public enum ExperimentSummary {
             ("loglik", { $0.logLikelihood }),
             ("mle_loglik", { $0.mleLogLikelihood }),
             ("gap_to_mle", { $0.mleLogLikelihood - $0.elbo }),
+            ("model_gap", { $0.mleLogLikelihood - $0.logLikelihood }),
             ("approximation_gap", { $0.approximationGap }),
             ("amortization_gap", { $0.amortizationGap }),
             ("iterations", { Double($0.iterations) }),
@@ -105,8 +117,8 @@ public enum ExperimentSummary {
     }
 
     /// The header of `summary.csv`.
-    public static let header = ["experiment", "run", "strategy", "quantity", "seeds", "n", "mean", "sd",
-                                "ci95_low", "ci95_high", "min", "max"]
+    public static let header = ["experiment", "run", "strategy", "quantity", "seeds", "n", "median", "min", "max",
+                                "mean", "sd", "median_ci95_low", "median_ci95_high"]
 
     /// `summary.csv`: one row per run and quantity (`n` counts the seeds with a value: for
     /// `seconds_to_*`, the seeds that got within the threshold).
@@ -116,8 +128,8 @@ public enum ExperimentSummary {
             for q in quantities {
                 let st = s.statistics[q.name]
                 rows.append([experiment, s.run, s.strategy, q.name, String(s.seeds), String(st?.count ?? 0),
-                             field(st?.mean), field(st?.standardDeviation), field(st?.interval?.low),
-                             field(st?.interval?.high), field(st?.minimum), field(st?.maximum)])
+                             field(st?.median), field(st?.minimum), field(st?.maximum), field(st?.mean),
+                             field(st?.standardDeviation), field(st?.interval?.low), field(st?.interval?.high)])
             }
         }
         return CSVTable(header: header, rows: rows, name: "summary.csv")
@@ -125,11 +137,19 @@ public enum ExperimentSummary {
 
     // MARK: Markdown
 
-    /// `mean ± half-width` with `format` applied to both.
+    /// `median [min – max]` (one value: the value; ten or more: the median's 95% interval too).
     static func cell(_ st: SampleStatistics?, _ format: (Double) -> String) -> String {
         guard let st else { return "—" }
-        if let h = st.halfWidth { return "\(format(st.mean)) ± \(format(h))" }
-        return format(st.mean)
+        if st.count == 1 || st.minimum == st.maximum { return format(st.median) }
+        var text = "\(format(st.median)) [\(format(st.minimum)) – \(format(st.maximum))]"
+        if let ci = st.interval { text += " (95% CI of the median \(format(ci.low)) – \(format(ci.high)))" }
+        return text
+    }
+
+    /// A time-to-tolerance cell: the median and range over the seeds that got there, and how many did.
+    static func reachedCell(_ st: SampleStatistics?, seeds: Int, _ format: (Double) -> String) -> String {
+        guard let st else { return "not reached (0 of \(seeds) seeds)" }
+        return "\(cell(st, format)), reached in \(st.count) of \(seeds) seeds"
     }
 
     static func fixed(_ digits: Int) -> (Double) -> String { { String(format: "%.\(digits)f", $0) } }
@@ -151,8 +171,8 @@ public enum ExperimentSummary {
     /// The tables of `summary.md`: final values, work and speed, recovery, stop reasons.
     public static func markdown(_ summaries: [RunSummary], truthKnown: Bool, seeds: Int) -> String {
         var out = "## Where the runs ended\n\n"
-        out += "Per point, in nats; mean ± half-width of the 95% t interval over seeds (no interval with one seed). "
-        out += "The gap to the MLE splits as (MLE − log-lik) + approximation gap + amortisation gap.\n\n"
+        out += "Per point, in nats; median [min – max] over seeds (with ten or more seeds also the median's 95% "
+        out += "order-statistic interval). The gap to the MLE splits as (MLE − log-lik: θ short of the MLE) + approximation gap + amortisation gap.\n\n"
         out += markdownTable(
             ["run", "strategy", "final ELBO", "final log-lik", "MLE log-lik", "gap to MLE", "approximation gap", "amortisation gap"],
             summaries.map { s in
@@ -161,8 +181,8 @@ public enum ExperimentSummary {
                  cell(s.statistics["approximation_gap"], general), cell(s.statistics["amortization_gap"], general)]
             })
         out += "\n## Work and speed\n\n"
-        out += "Training seconds (scoring excluded). \"to ε\": seconds until the exact ELBO first came within ε "
-        out += "nats/point of the MLE, at logged iterations, mean over the seeds that got there (how many in brackets).\n\n"
+        out += "Training seconds (scoring excluded); median [min – max] over seeds. \"to ε\": seconds until the exact ELBO "
+        out += "first came within ε nats/point of the MLE, at logged iterations, over the seeds that got there, and how many did.\n\n"
         let thresholds = FitResult.thresholds.map(formatNumber)
         out += markdownTable(
             ["run", "iterations", "data passes", "seconds", "s / iteration"] + thresholds.map { "to \($0)" },
@@ -171,7 +191,7 @@ public enum ExperimentSummary {
                  cell(s.statistics["seconds"], general), cell(s.statistics["seconds_per_iteration"], general)]
                     + thresholds.map { t in
                         let st = s.statistics["seconds_to_\(t)"]
-                        return "\(cell(st, general)) (\(st?.count ?? 0)/\(s.seeds))"
+                        return reachedCell(st, seeds: s.seeds, general)
                     }
             })
         if truthKnown {

@@ -203,9 +203,11 @@ extension ELBOGradient {
     /// - Parameters:
     ///   - means: m_n, `B × J`. `logVariances`: ℓ_n = log v_n, `B × J`.
     ///   - samples: K draws per point (ignored by `.exact`).
+    ///   - baseline: score function with K > 1: subtract the leave-one-out baseline (the default);
+    ///     false gives the plain estimator, for the variance study.
     public static func meanField(batch: Batch, model: LinearGaussianModel, means: Matrix, logVariances: Matrix,
                                  estimator: GradientEstimator, kl: KLEstimator, samples: Int,
-                                 rng: RandomSource) -> MeanFieldGradientEstimate {
+                                 rng: RandomSource, baseline useBaseline: Bool = true) -> MeanFieldGradientEstimate {
         let b = batch.count, j = model.latent
         let sd = logVariances.storage.map { exp(0.5 * $0) }
         var gm = Matrix(rows: b, cols: j), gl = Matrix(rows: b, cols: j)
@@ -272,7 +274,7 @@ extension ELBOGradient {
                     for n in 0..<b {
                         // Leave-one-out baseline: unbiased, and it removes the large constant in f.
                         var baseline = 0.0
-                        if k > 1 {
+                        if k > 1 && useBaseline {
                             for t in 0..<k where t != s { baseline += fValues[t][n] }
                             baseline /= Double(k - 1)
                         }
