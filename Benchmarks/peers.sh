@@ -1,6 +1,8 @@
 #!/bin/bash
 # ELBOLab next to its peers (NumPyro, JAX exact gradient, Pyro, numpy EM) on the peers' synth data
 # (D = 20, J = 3, N = 5000): seconds to 0.01 nats/point below the MLE, side by side, with ratios.
+# IWAE rows: NumPyro's RenyiELBO(alpha=0, num_particles=10) against `elbolab fit --objective iwae
+# --particles 10`, both timed until θ's exact log-likelihood is within 0.01 (0.001) of the MLE.
 #
 # usage: Benchmarks/peers.sh [--published] [--report-only] [--max-seconds S] [--strategies "A B C"] [--output DIR]
 #
@@ -10,7 +12,8 @@
 #   --published   runs only ELBOLab and compares with the figures measured in ../shared/peers/README.md.
 #   --report-only prints the table from the runs already in --output, running nothing.
 #   --max-seconds training-time cap of ELBOLab's runs (default 60, the cap run.sh gives the peers).
-#   --strategies  which peer strategies (default "A B C"; EM is always included).
+#   --strategies  which peer strategies (default "A B C IWAE"; EM is always included; IWAE is
+#                 joint training on the importance-weighted bound with K = 10).
 #   --output DIR  where ELBOLab's runs (and the peers' outputs) go (default results/peers).
 #
 # Environment: PEERS_DIR (default ../shared/peers beside the repository), PEERS_VENV (default
@@ -25,7 +28,7 @@ venv=${PEERS_VENV:-$HOME/.cache/elbolab-peers/venv}
 published=0
 report_only=0
 max_seconds=60
-strategies="A B C"
+strategies="A B C IWAE"
 output=$root/results/peers
 
 while [[ $# -gt 0 ]]; do
@@ -67,10 +70,24 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$output/elbolab" "$output/peers-out"
 peer_out=$output/peers-out
 
+# run.sh runs A, B and C; the IWAE runs are started here (run.sh has none).
+elbo_strategies=$(for s in $strategies; do [[ $s == IWAE ]] || printf '%s ' "$s"; done)
 if [[ $published == 0 && $report_only == 0 ]]; then
-  echo "peers.sh: running the peers (run.sh synth $strategies; up to ${max_seconds}s a run)..." >&2
-  # run.sh caps every run at 60 s itself; --max-seconds applies to ELBOLab's runs here.
-  PEERS_OUT=$peer_out "$peers/run.sh" synth $strategies >&2 || echo "peers.sh: run.sh exited $?" >&2
+  if [[ -n ${elbo_strategies// /} ]]; then
+    echo "peers.sh: running the peers (run.sh synth $elbo_strategies; up to 60 s a run)..." >&2
+    # run.sh caps every run at 60 s itself; --max-seconds applies to ELBOLab's runs here.
+    PEERS_OUT=$peer_out "$peers/run.sh" synth $elbo_strategies >&2 || echo "peers.sh: run.sh exited $?" >&2
+  fi
+  if [[ " $strategies " == *" IWAE "* ]]; then
+    echo "peers.sh: running NumPyro RenyiELBO(alpha=0, num_particles=10), lr 0.05 and 0.01 (up to 60 s each)..." >&2
+    # As run.sh runs its peers: one core, single-threaded XLA and BLAS; the MLE first (ref_numpy.py).
+    (cd "$peers" && export PEERS_OUT=$peer_out XLA_FLAGS=--xla_cpu_multi_thread_eigen=false &&
+      $pin "$venv/bin/python" ref_numpy.py --dataset synth >/dev/null &&
+      for lr in 0.05 0.01; do
+        $pin "$venv/bin/python" run_numpyro.py --dataset synth --strategy C --objective iwae --particles 10 \
+          --lr $lr --max-seconds 60 --tag _iwae10_lr$lr >&2
+      done) || echo "peers.sh: the NumPyro IWAE runs failed" >&2
+  fi
 fi
 
 elbolab=${ELBOLAB:-$root/.build/release/elbolab}
@@ -100,6 +117,10 @@ runs=(
   "A_mc_stl|per-datapoint --e-solver adam --kl stl"
   "A_mc_avg|per-datapoint --e-solver adam --averaging 4"
   "EM_own|em"
+  "IWAE_reparam_matched05|joint --objective iwae --particles 10 --gradient reparam --learning-rate 0.05 --decay 0 --window 1000000"
+  "IWAE_reparam_matched01|joint --objective iwae --particles 10 --gradient reparam --learning-rate 0.01 --decay 0 --window 1000000"
+  "IWAE_reparam_own|joint --objective iwae --particles 10 --gradient reparam --window 1000000"
+  "IWAE_dreg_own|joint --objective iwae --particles 10 --gradient dreg --window 1000000"
 )
 for entry in "${runs[@]}"; do
   [[ $report_only == 1 ]] && break
@@ -124,7 +145,7 @@ def elbolab(name):
     d = json.load(open(p))
     secs = d.get("seconds") or 0
     return dict(s01=d["seconds_to_tolerance"].get("0.01"), s001=d["seconds_to_tolerance"].get("0.001"),
-                gap=d.get("gap_to_mle"), sps=(d.get("iterations", 0) / secs) if secs else None,
+                gap=(d["mle_loglik"] - d["loglik"]) if d.get("objective") == "iwae" and d.get("loglik") is not None else d.get("gap_to_mle"), sps=(d.get("iterations", 0) / secs) if secs else None,
                 stop=d.get("stop_reason"))
 
 # Peer figures: measured now (run.sh's JSON files) or published in the peers' README.
@@ -132,6 +153,10 @@ peer = {}
 if published:
     for line in open(readme):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0] == "synth" and cells[1].startswith("NumPyro RenyiELBO") and cells[2] == "10":
+            num = lambda s: None if s.startswith("never") or s == "—" else float(s)
+            peer[("NumPyro RenyiELBO(α=0, K=10)", "IWAE", cells[3])] = dict(s01=num(cells[4]), s001=num(cells[5]), gap=None,
+                                                                         sps=float(cells[6]))
         if len(cells) == 8 and cells[0] == "synth":
             _, who, strat, lr, gap, s01, s001, sps = cells
             num = lambda s: None if s in ("never", "—") else float(s)
@@ -143,6 +168,14 @@ else:
         if len(parts) < 3:
             continue
         d = json.load(open(f))
+        if d.get("objective") == "iwae":
+            # θ's log-likelihood, not the ELBO, is what IWAE training is timed on (q fits another bound).
+            if d.get("particles") == 10:
+                t1, t2 = d.get("loglik_tte_0p01"), d.get("loglik_tte_0p001")
+                peer[("NumPyro RenyiELBO(α=0, K=10)", "IWAE", str(d.get("lr")))] = dict(
+                    s01=t1 and t1["train_seconds"], s001=t2 and t2["train_seconds"],
+                    gap=d["mle_loglik"] - d["final_exact_loglik"], sps=d.get("steps_per_second"))
+            continue
         who = names.get(parts[1], parts[1])
         lr = "—" if parts[1] == "numpy" else str(d.get("lr", "0.05" if "lr0.05" in f else "0.01"))
         t1, t2 = d.get("tte_0p01"), d.get("tte_0p001")
@@ -176,6 +209,10 @@ pairs = [
     ("A", "NumPyro (1-sample MC)", "0.01", "A_mc_avg", "per-datapoint, Adam E-step, iterate averaging (--averaging 4)"),
     ("A", "JAX exact gradient", "0.05", "A_exact_own", "per-datapoint, closed-form E and M (variational EM)"),
     ("EM", "numpy exact EM", "—", "EM_own", "exact EM in moment form"),
+    ("IWAE", "NumPyro RenyiELBO(α=0, K=10)", "0.05", "IWAE_reparam_matched05", "joint IWAE K=10, reparam, Adam 0.05 constant"),
+    ("IWAE", "NumPyro RenyiELBO(α=0, K=10)", "0.01", "IWAE_reparam_matched01", "joint IWAE K=10, reparam, Adam 0.01 constant"),
+    ("IWAE", "NumPyro RenyiELBO(α=0, K=10)", "0.05", "IWAE_reparam_own", "joint IWAE K=10, reparam, Adam 0.1/(1+t/100)"),
+    ("IWAE", "NumPyro RenyiELBO(α=0, K=10)", "0.05", "IWAE_dreg_own", "joint IWAE K=10, DReG, Adam 0.1/(1+t/100)"),
 ]
 
 def f(x, d=3):
@@ -217,4 +254,6 @@ for r in rows:
 print("\n\"never\": not within 0.01 before the cap or the stop rule; \"(fault)\": ELBOLab stopped the run as diverging. ELBOLab reads s→0.01 at its logged rows (every")
 print("iteration to 10, then ~20 a decade); the peers every 50 steps. Initial points differ (the peers: W = 0.1·N(0,1),")
 print("b = 0, s2 = 1; ELBOLab: W = 0.1·σ·N(0,1), b = ȳ, s2 = mean variance). One ELBOLab iteration of B-matched is 5 peer steps.")
+print("IWAE rows: seconds until θ's exact log-likelihood (not the ELBO) is within the tolerance, on both sides; gaps are θ's;")
+print("ELBOLab's IWAE runs have no stop rule (--window 1000000): they run to --max-seconds, as the peers run to theirs.")
 PY

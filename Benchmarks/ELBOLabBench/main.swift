@@ -15,7 +15,7 @@ printed on standard output; progress goes to standard error).
   --quick           a short run (smaller sizes, 1-2 s caps; about 40 s)
   --synth CSV       the peers' synth data (default ../shared/peers/data/synth_d20_j3_n5000.csv,
                     skipped when missing)
-  --sections LIST   comma-separated subset of: convergence,throughput,threads,memory,normals
+  --sections LIST   comma-separated subset of: convergence,throughput,threads,memory,normals,iwae
                     (default all)
   -h, --help        this text
 
@@ -31,6 +31,9 @@ Sections:
   memory       peak RSS of a child process that simulates N = 10^6, D = 100 and fits it
   normals      ns per standard normal draw: RandomSource against gsl_ran_gaussian_ziggurat and
                gsl_rng_get, mt19937 and taus2
+  iwae         steps/s of the joint IWAE step on synth at K = 1, 10, 100 (one-pass kernel vs the
+               reference route), and seconds to 0.01/0.001 nats/point at K = 10, reparam and dreg,
+               over several seeds
 
 Example:
   elbolab-bench --quick --output /tmp/bench
@@ -40,7 +43,7 @@ struct Arguments {
     var output = "results/bench"
     var quick = false
     var synth: String? = "../shared/peers/data/synth_d20_j3_n5000.csv"
-    var sections: Set<String> = ["convergence", "throughput", "threads", "memory", "normals"]
+    var sections: Set<String> = ["convergence", "throughput", "threads", "memory", "normals", "iwae"]
 }
 
 func fail(_ message: String) -> Never {
@@ -51,7 +54,7 @@ func fail(_ message: String) -> Never {
 func parseArguments() -> Arguments {
     var args = Arguments()
     var it = CommandLine.arguments.dropFirst().makeIterator()
-    let known: Set<String> = ["convergence", "throughput", "threads", "memory", "normals"]
+    let known: Set<String> = ["convergence", "throughput", "threads", "memory", "normals", "iwae"]
     while let a = it.next() {
         switch a {
         case "-h", "--help":
@@ -165,6 +168,13 @@ do {
         let r = NormalsBench.run(quick: arguments.quick)
         emit("5. Standard normal draws", r.markdown + "Section wall time \(fixed(now() - t0, 1)) s.\n")
         json.append(("normals", r.json))
+    }
+    if arguments.sections.contains("iwae") {
+        let t0 = now()
+        let synth = arguments.synth.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+        let r = try ImportanceWeightedBench.run(quick: arguments.quick, synthPath: synth)
+        emit("6. The importance-weighted bound: IWAE step rate and time to tolerance", r.markdown + "Section wall time \(fixed(now() - t0, 1)) s.\n")
+        json.append(("iwae", r.json))
     }
 } catch {
     fail("\(error)")

@@ -369,6 +369,146 @@ VECTOR void elbolab_reparameterized_pass(const double *rows, long n, long d, lon
     free(scratch);
 }
 
+
+// MARK: the importance-weighted pass
+
+/// One tile's per-point work for the importance-weighted bound: by_lane holds ℓ (lanes 0..<J),
+/// μ (J..<2J) and a (2J..<3J) of four points; `eps` points at lane 0's K·J draws (the others follow
+/// at strides of K·J). Writes z̄, g_m, g_ℓ (3J coefficient lanes) and adds to the sums; lanes not in
+/// `live` contribute nothing.
+INLINE void iwae_tile(const Pass *p, long tile, const double *eps, __m256d live, __m256d *scratch,
+                      double *bound, int dreg) {
+    const long b = TILES_PER_BLOCK, j = p->j, k = p->k, stride = k * j;
+    const __m256d half = _mm256_set1_pd(0.5);
+    const __m256d *l = p->by_lane + tile, *mu = l + j * b, *a = l + 2 * j * b;
+    __m256d *sigma = scratch, *z = sigma + j, *noise = z + k * j, *g = noise + k * j, *lw = g + k * j;
+    __m256d half_log_det = _mm256_setzero_pd(), top = _mm256_set1_pd(-__builtin_inf());
+    for (long c = 0; c < j; c++) {
+        sigma[c] = exponential(_mm256_mul_pd(half, l[c * b]));
+        half_log_det = _mm256_fmadd_pd(half, l[c * b], half_log_det);
+    }
+    for (long s = 0; s < k; s++) {
+        const double *e0 = eps + s * j;
+        __m256d *zs = z + s * j, *es = noise + s * j, *gs = g + s * j;
+        for (long c = 0; c < j; c++) {
+            es[c] = _mm256_setr_pd(e0[c], e0[stride + c], e0[2 * stride + c], e0[3 * stride + c]);
+            zs[c] = _mm256_fmadd_pd(sigma[c], es[c], mu[c * b]);
+        }
+        // log w − (its part constant in z) = zᵀ(a − ½ (Λ + I) z) + ½ ‖ε‖², g = a − (Λ + I) z.
+        __m256d value = _mm256_setzero_pd();
+        for (long c = 0; c < j; c++) {
+            __m256d u = _mm256_setzero_pd();
+            for (long m = 0; m < j; m++) u = _mm256_fmadd_pd(_mm256_set1_pd(p->precision[c * j + m]), zs[m], u);
+            gs[c] = _mm256_sub_pd(a[c * b], u);
+            value = _mm256_fmadd_pd(zs[c], _mm256_sub_pd(a[c * b], _mm256_mul_pd(half, u)), value);
+            value = _mm256_fmadd_pd(_mm256_mul_pd(half, es[c]), es[c], value);
+        }
+        lw[s] = value;
+        top = _mm256_max_pd(top, value);
+    }
+    __m256d total = _mm256_setzero_pd();
+    for (long s = 0; s < k; s++) {
+        lw[s] = exponential(_mm256_sub_pd(lw[s], top));
+        total = _mm256_add_pd(total, lw[s]);
+    }
+    // The bound's per-point part: log Σ_k w_k (up to the constants the caller adds) and ½ log|S|.
+    double tops[4], totals[4], logdets[4], alive[4];
+    _mm256_storeu_pd(tops, top);
+    _mm256_storeu_pd(totals, total);
+    _mm256_storeu_pd(logdets, half_log_det);
+    _mm256_storeu_pd(alive, live);
+    for (int q = 0; q < 4; q++) if (alive[q] != 0) *bound += tops[q] + __builtin_log(totals[q]) + logdets[q];
+    // Normalised weights, zero in the padding's lanes.
+    const __m256d norm = _mm256_div_pd(live, total);
+    __m256d *zbar = p->coefficients + tile, *gm = zbar + j * b, *gl = gm + j * b;
+    for (long c = 0; c < j; c++) {
+        zbar[c * b] = _mm256_setzero_pd();
+        gm[c * b] = _mm256_setzero_pd();
+        gl[c * b] = dreg ? _mm256_setzero_pd() : _mm256_mul_pd(half, live);
+    }
+    for (long s = 0; s < k; s++) {
+        const __m256d w = _mm256_mul_pd(lw[s], norm), factor = dreg ? _mm256_mul_pd(w, w) : w;
+        const __m256d *zs = z + s * j, *es = noise + s * j, *gs = g + s * j;
+        for (long c = 0; c < j; c++) {
+            // IWAE: g; DReG: g + ε/σ (q held inside log q). ∂z/∂ℓ_c = ½ σ ε.
+            __m256d path = dreg ? _mm256_add_pd(gs[c], _mm256_div_pd(es[c], sigma[c])) : gs[c];
+            __m256d fp = _mm256_mul_pd(factor, path);
+            gm[c * b] = _mm256_add_pd(gm[c * b], fp);
+            gl[c * b] = _mm256_fmadd_pd(fp, _mm256_mul_pd(_mm256_mul_pd(half, sigma[c]), es[c]), gl[c * b]);
+            __m256d wz = _mm256_mul_pd(w, zs[c]);
+            zbar[c * b] = _mm256_add_pd(zbar[c * b], wz);
+            for (long m = 0; m < j; m++) p->squares[c * j + m] = _mm256_fmadd_pd(wz, zs[m], p->squares[c * j + m]);
+        }
+    }
+    for (long c = 0; c < j; c++) {
+        p->mean_sum[c] = _mm256_add_pd(p->mean_sum[c], zbar[c * b]);
+        p->gamma_sum[c] = _mm256_add_pd(p->gamma_sum[c], gm[c * b]);
+        p->rho_sum[c] = _mm256_add_pd(p->rho_sum[c], gl[c * b]);
+    }
+}
+
+/// `tiles` tiles of four consecutive rows (stride D), each point's K·J draws consecutive.
+VECTOR static void run_iwae(const Pass *p, const double *rows, long tiles, const double *noise, __m256d live,
+                            __m256d *scratch, double *bound, int dreg) {
+    const __m256d all = _mm256_set1_pd(1);
+    for (long t = 0; t < tiles; t++) project(p, rows + 4 * t * p->d, t);
+    for (long t = 0; t < tiles; t++)
+        iwae_tile(p, t, noise + 4 * t * p->k * p->j, t == tiles - 1 ? live : all, scratch, bound, dreg);
+    for (long t = 0; t < tiles; t++) accumulate(p, rows + 4 * t * p->d, t);
+}
+
+VECTOR void elbolab_importance_weighted_pass(const double *rows, long n, long d, long j, long k,
+                                             const double *projection, const double *offsets,
+                                             const double *precision, const double *noise, int dreg,
+                                             double *weighted, double *sums) {
+    const long b = TILES_PER_BLOCK, chunks = (3 * j + 3) / 4;
+    memset(weighted, 0, sizeof(double) * 4 * d * chunks);
+    // Per block: projections and coefficients (4·chunks lanes each); the sums (3J + J²); one
+    // tile's σ, z, ε, g (J, K·J, K·J, K·J) and log-weights (K).
+    const long vectors = 8 * chunks * b + 3 * j + j * j + j + 3 * k * j + k;
+    __m256d *scratch = aligned_alloc(32, sizeof(__m256d) * vectors);
+    if (!scratch) abort();
+    memset(scratch, 0, sizeof(__m256d) * vectors);
+    Pass p = {
+        .d = d, .j = j, .k = k, .chunks = chunks, .output_chunks = chunks, .path_derivative = 0,
+        .projection = projection, .offsets = offsets, .precision = precision, .weighted = weighted,
+    };
+    p.by_lane = scratch;
+    p.coefficients = p.by_lane + 4 * chunks * b;
+    p.mean_sum = p.coefficients + 4 * chunks * b;
+    p.gamma_sum = p.mean_sum + j;
+    p.rho_sum = p.gamma_sum + j;
+    p.squares = p.rho_sum + j;
+    __m256d *tile_scratch = p.squares + j * j;
+    double bound = 0;
+
+    const long tiles = n / 4;
+    for (long first = 0; first < tiles; first += b) {
+        long count = tiles - first < b ? tiles - first : b;
+        run_iwae(&p, rows + 4 * first * d, count, noise + 4 * first * k * j, _mm256_set1_pd(1), tile_scratch, &bound, dreg);
+    }
+    if (4 * tiles < n) {
+        // The last 1–3 points, padded with zero rows and zero draws, masked out.
+        const long full = 4 * tiles, valid = n - full;
+        double *t = calloc((size_t)(4 * d + 4 * k * j), sizeof(double));
+        if (!t) abort();
+        memcpy(t, rows + full * d, sizeof(double) * valid * d);
+        memcpy(t + 4 * d, noise + full * k * j, sizeof(double) * valid * k * j);
+        double live[4] = {0, 0, 0, 0};
+        for (long q = 0; q < valid; q++) live[q] = 1;
+        run_iwae(&p, t, 1, t + 4 * d, _mm256_loadu_pd(live), tile_scratch, &bound, dreg);
+        free(t);
+    }
+    for (long c = 0; c < j; c++) {
+        sums[c] = lane_sum(p.mean_sum[c]);
+        sums[j + c] = lane_sum(p.gamma_sum[c]);
+        sums[2 * j + c] = lane_sum(p.rho_sum[c]);
+    }
+    for (long c = 0; c < j * j; c++) sums[3 * j + c] = lane_sum(p.squares[c]);
+    sums[3 * j + j * j] = bound;
+    free(scratch);
+}
+
 #else
 
 // Elsewhere the kernels are not built: ELBOLab takes its portable paths, and these are never called.
@@ -387,6 +527,14 @@ void elbolab_reparameterized_pass(const double *rows, long n, long d, long j, lo
                                   double *weighted, double *sums, int path_derivative) {
     (void)rows; (void)n; (void)d; (void)j; (void)k; (void)projection; (void)offsets; (void)precision;
     (void)noise; (void)weighted; (void)sums; (void)path_derivative; abort();
+}
+
+void elbolab_importance_weighted_pass(const double *rows, long n, long d, long j, long k,
+                                      const double *projection, const double *offsets,
+                                      const double *precision, const double *noise, int dreg,
+                                      double *weighted, double *sums) {
+    (void)rows; (void)n; (void)d; (void)j; (void)k; (void)projection; (void)offsets; (void)precision;
+    (void)noise; (void)dreg; (void)weighted; (void)sums; abort();
 }
 
 #endif

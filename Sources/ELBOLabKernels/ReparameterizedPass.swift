@@ -52,3 +52,41 @@ public func reparameterizedPass(
         elbolab_reparameterized_pass(rows, n, d, j, k, p, o, precision, noise, w, sums, pathDerivative ? 1 : 0)
     }}}
 }
+
+/// The per-point part of a linear encoder's importance-weighted joint gradient (IWAE or DReG,
+/// math.md §14) with K draws a point, in one pass over the rows.
+///
+/// Each point gets 3J projections t_n = Pᵀ y_n + o: ℓ_n (lanes 0..<J), μ_n (J..<2J) and
+/// a_n = Wᵀ(y_n − b)/s2 (2J..<3J). With σ_n = exp(ℓ_n / 2), z_nk = μ_n + σ_n ⊙ ε_nk,
+/// g_nk = a_n − Λ z_nk (`precision` Λ = WᵀW/s2 + I, so g is ∇_z log p(y_n, z)) and
+/// log w_nk = c_n + z_nkᵀ(a_n − ½ Λ z_nk) + ½ ‖ε_nk‖² (c_n constant in k), the normalised weights
+/// w̃_nk give, per point,
+///
+/// ```
+/// z̄_n = Σ_k w̃_nk z_nk
+/// IWAE: g_m = Σ_k w̃ g_k,                   g_ℓ = Σ_k w̃ g_k ⊙ ½σε_k + ½
+/// DReG: g_m = Σ_k w̃² (g_k + ε_k/σ),        g_ℓ = Σ_k w̃² (g_k + ε_k/σ) ⊙ ½σε_k
+/// ```
+/// and the pass accumulates `weighted` = Σ_n y_n [z̄_n g_m,n g_ℓ,n]ᵀ (D rows of ⌈3J/4⌉ vectors),
+/// `sums` = [Σ z̄_n, Σ g_m,n, Σ g_ℓ,n, Σ_n Σ_k w̃ z zᵀ (J², row-major),
+/// Σ_n (max_k log ŵ_nk + log Σ_k e^{log ŵ_nk − max} + ½ Σ ℓ_n)] with log ŵ = log w − c_n + ½Σℓ_n.
+/// Points go four at a time, one per vector lane; per point only the J-dimensional work is done,
+/// from scratch allocated once per call.
+///
+/// - Parameters:
+///   - noise: ε, N × K × J standard normal draws (point-major, then draw, then latent).
+public func importanceWeightedPass(
+    rows: UnsafePointer<Double>, count n: Int, dimension d: Int, latent j: Int, particles k: Int,
+    projection: UnsafePointer<SIMD4<Double>>, offsets: UnsafePointer<SIMD4<Double>>,
+    precision: UnsafePointer<Double>, noise: UnsafePointer<Double>, doublyReparameterized: Bool,
+    weighted: UnsafeMutablePointer<SIMD4<Double>>, sums: UnsafeMutablePointer<Double>
+) {
+    precondition(n >= 1 && d >= 1 && j >= 1 && k >= 1)
+    precondition(kernelsSupported, "the vector kernels need AVX2 with FMA")
+    let chunks = (3 * j + 3) / 4
+    UnsafeRawPointer(projection).withMemoryRebound(to: Double.self, capacity: 4 * d * chunks) { p in
+    UnsafeRawPointer(offsets).withMemoryRebound(to: Double.self, capacity: 4 * chunks) { o in
+    UnsafeMutableRawPointer(weighted).withMemoryRebound(to: Double.self, capacity: 4 * d * chunks) { w in
+        elbolab_importance_weighted_pass(rows, n, d, j, k, p, o, precision, noise, doublyReparameterized ? 1 : 0, w, sums)
+    }}}
+}

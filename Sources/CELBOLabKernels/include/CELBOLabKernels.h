@@ -29,6 +29,14 @@ void elbolab_reparameterized_pass(const double *rows, long n, long d, long j, lo
                                   const double *precision, const double *noise,
                                   double *weighted, double *sums, int path_derivative);
 
+/// The per-point part of a linear encoder's importance-weighted (IWAE or DReG) joint gradient
+/// (`importanceWeightedPass` in ELBOLabKernels). `projection` and `weighted` hold D groups of
+/// ⌈3J/4⌉ four-lane vectors; `sums` gets 3J + J² + 1 values.
+void elbolab_importance_weighted_pass(const double *rows, long n, long d, long j, long k,
+                                      const double *projection, const double *offsets,
+                                      const double *precision, const double *noise, int dreg,
+                                      double *weighted, double *sums);
+
 #ifdef __cplusplus
 }
 #endif

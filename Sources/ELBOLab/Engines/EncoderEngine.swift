@@ -77,8 +77,8 @@ final class EncoderEngine: InferenceEngine {
         fullBatch = Batch(data)
         batch = batchSize == data.count ? fullBatch : Batch(capacity: batchSize, dimension: data.dimension, mean: data.mean)
         gradient = options.resolvedObjective == .iwae
-            ? .importanceWeighted(ImportanceWeightedGradient(), options.resolvedGradient == .dreg ? .dreg : .iwae,
-                                  particles: options.resolvedParticles)
+            ? .importanceWeighted(options.resolvedGradient == .dreg ? .dreg : .iwae, particles: options.resolvedParticles,
+                                  encoder: encoder)
             : .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,
                        encoder: encoder, data: data, batchSize: batchSize)
         guard quasiNewton else {

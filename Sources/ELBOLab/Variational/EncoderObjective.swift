@@ -18,6 +18,18 @@ enum EncoderGradient {
     /// The importance-weighted bound L_K's gradient (§14) with K particles a point: IWAE or
     /// DReG for the encoder, pathwise for θ (``ImportanceWeightedGradient``).
     case importanceWeighted(ImportanceWeightedGradient, ImportanceWeightedEstimator, particles: Int)
+    /// The same estimate for a linear encoder in one pass over the rows (``LinearEncoderImportanceWeighted``).
+    case importanceWeightedOnePass(LinearEncoderImportanceWeighted, ImportanceWeightedEstimator, particles: Int)
+
+    /// The fastest route for L_K's gradient with `encoder`: the one-pass kernel for a linear
+    /// encoder where the vector kernels run, else per point.
+    static func importanceWeighted(_ estimator: ImportanceWeightedEstimator, particles: Int,
+                                   encoder: AmortizedEncoder) -> EncoderGradient {
+        if encoder is LinearEncoder, let fused = LinearEncoderImportanceWeighted() {
+            return .importanceWeightedOnePass(fused, estimator, particles: particles)
+        }
+        return .importanceWeighted(ImportanceWeightedGradient(), estimator, particles: particles)
+    }
 
     /// The fastest route for `estimator` with `encoder` on batches of `batchSize` of `data`.
     static func fastest(for estimator: GradientEstimator, kl: KLEstimator, samples: Int,
@@ -47,6 +59,13 @@ enum EncoderGradient {
             return fused.gradient(batch: batch(), model: model, encoder: linear, samples: samples, rng: rng)
         case let .importanceWeighted(iw, estimator, particles):
             let r = iw.encoder(batch: batch(), model: model, encoder: encoder, particles: particles, estimator: estimator, rng: rng)
+            return (r.model, r.encoder)
+        case let .importanceWeightedOnePass(fused, estimator, particles):
+            guard let linear = encoder as? LinearEncoder else {
+                return EncoderGradient.importanceWeighted(ImportanceWeightedGradient(), estimator, particles: particles)
+                    .gradient(model: model, encoder: encoder, batch: batch, rng: rng)
+            }
+            let r = fused.gradient(batch: batch(), model: model, encoder: linear, particles: particles, estimator: estimator, rng: rng)
             return (r.model, r.encoder)
         case let .pointwise(estimator, kl, samples):
             let b = batch()
