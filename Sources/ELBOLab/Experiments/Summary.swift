@@ -1,4 +1,3 @@
-import CGSL
 import Foundation
 
 /// Mean, spread and a 95% Student-t interval of one quantity over seeds.
@@ -31,7 +30,7 @@ public struct SampleStatistics: Sendable, Equatable {
         if xs.count >= 2 {
             let sd = (xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
             standardDeviation = sd
-            let half = gsl_cdf_tdist_Pinv(0.975, n - 1) * sd / n.squareRoot()
+            let half = studentTQuantile(0.975, degreesOfFreedom: n - 1) * sd / n.squareRoot()
             interval = (mean - half, mean + half)
         } else {
             standardDeviation = nil
