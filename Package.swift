@@ -25,7 +25,10 @@ let package = Package(
         // flags), wrapped for Swift; ELBOLab checks the processor at run time (portable path else).
         .target(name: "CELBOLabKernels"),
         .target(name: "ELBOLabKernels", dependencies: ["CELBOLabKernels"]),
-        .target(name: "ELBOLab", dependencies: ["CGSL", "ELBOLabKernels",
+        // The layers, each importing only those below it: numerics (the only one that sees GSL and
+        // the kernels), then the model, variational inference, engines and experiments in ELBOLab.
+        .target(name: "ELBOLabNumerics", dependencies: ["CGSL", "ELBOLabKernels"]),
+        .target(name: "ELBOLab", dependencies: ["ELBOLabNumerics", "ELBOLabKernels",
                                                 .product(name: "Plot", package: "Plot"), .product(name: "Ink", package: "Ink")]),
         .executableTarget(
             name: "elbolab",
@@ -35,7 +38,7 @@ let package = Package(
         .executableTarget(name: "elbolab-bench", dependencies: ["ELBOLab", "CGSL"], path: "Benchmarks/ELBOLabBench"),
         .testTarget(
             name: "ELBOLabTests",
-            dependencies: ["ELBOLab", "ELBOLabKernels", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["ELBOLab", "ELBOLabNumerics", "ELBOLabKernels", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The measurements behind issue 14's closing note, with the claims they support checked. They
 /// take about two minutes in a release build, so they run only when ELBOLAB_MEASURE is set:

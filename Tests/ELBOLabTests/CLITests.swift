@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The `elbolab` executable SwiftPM built next to the test bundle, if it can be found.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // The CSV files pandas, R and spreadsheets write (issue 15): RFC 4180 quoting, other
 // delimiters, column selection; a row-index column and missing values refused with a hint.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Posterior collapse (§16): the fitted activity and per-latent KL against the closed form of
 /// the maximum-likelihood solution with the noise variance held.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The table every accepted variant must read as.
 private let table = Matrix([[1, 2.5, -3], [4e-2, 5, 6], [-7.25, 8, 9e3]])

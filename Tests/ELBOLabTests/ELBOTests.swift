@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The exact ELBO (§6), the gap decomposition (§10), the closed-form optima of q (§6) and of
 /// θ given q (variational M-step), each against a route that does not share their code.

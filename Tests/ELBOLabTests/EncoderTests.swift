@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Amortised encoders (§9): backward passes against differences of the exact ELBO of q_φ, and
 /// the linear encoder's ability to represent the mean-field optimum exactly.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The strategies end to end through FitRunner: convergence to the MLE with default settings,
 /// the bound on every logged row, reproducibility, and numerical faults.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The Monte Carlo estimators of §8 against the closed forms of §6–§7: means over many draws
 /// within `VT.standardErrors` standard errors, per coordinate, with fixed seeds.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Specs, the experiment runner, its files of record, the summary recomputed from them, and
 /// reproducibility across reruns.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// posterior.csv and the diagnostics summary.json gains (collapse, importance-weighted bound).
 @Suite("Per-fit outputs")

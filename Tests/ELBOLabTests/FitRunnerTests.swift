@@ -1,5 +1,6 @@
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 @Suite("FitRunner schedule and stop rule")
 struct FitRunnerTests {

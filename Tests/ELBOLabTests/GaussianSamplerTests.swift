@@ -2,6 +2,7 @@ import CGSL
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Words from a script, for driving the sampler through a chosen branch.
 struct ScriptedWords: WordSource {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Every analytic gradient of §7 against central finite differences of the exact ELBO (§6).
 @Suite("Analytic gradients vs finite differences")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// θ held fixed (`fit --theta`, a spec's `"theta"`): θ never moves, and the gap to the MLE is
 /// then the θ term (fixed) plus the approximation and amortisation gaps of what is fitted.

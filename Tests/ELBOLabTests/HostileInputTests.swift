@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // Hostile input through the `elbolab` executable (issue 6): each case must end with a non-zero
 // exit, exactly one line on stderr that names the file (and line and column where they exist),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The one-pass importance-weighted gradient of a linear encoder against the reference route
 /// (encoder forward → ``ImportanceWeightedGradient/meanField`` → backward) on the same draws.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The importance-weighted bound L_K (§13) against the exact ELBO, the exact log p and the
 /// closed-form χ²; every Monte Carlo comparison allows `VT.standardErrors` standard errors.

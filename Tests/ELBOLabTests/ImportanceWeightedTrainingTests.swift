@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Joint training on the importance-weighted bound (`--objective iwae --particles K`).
 @Suite("Importance-weighted training")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 @Suite("Interrupted runs")
 struct InterruptTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 import ELBOLabKernels
 
 /// The vector kernels against libm and against ELBOLab's portable paths; skipped, with a

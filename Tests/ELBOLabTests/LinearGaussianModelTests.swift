@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Shapes (D, J) the exact formulas are checked on, the scalar case D = J = 1 included.
 private let shapes: [(Int, Int)] = [(1, 1), (2, 1), (3, 3), (5, 2), (10, 3), (12, 1)]

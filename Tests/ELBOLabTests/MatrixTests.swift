@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// A matrix of N(0, 1) entries.
 private func randomMatrix(_ rows: Int, _ cols: Int, seed: UInt64) -> Matrix {

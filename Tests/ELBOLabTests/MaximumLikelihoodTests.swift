@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// One way of holding parameters fixed, with data simulated from a true θ that obeys it.
 struct FitCase: Sendable, CustomTestStringConvertible {

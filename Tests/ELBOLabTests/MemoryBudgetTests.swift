@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // Requests too large for the machine (issue 15): refused in one line before anything large is
 // allocated, with overflow-checked sizes; an allocation the system refuses anyway is an error

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The moment-form shortcuts against the per-point computations they replace.
 @Suite("Moment form")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // Numerical extremes (issue 6): data scaled by 1e±8, nearly rank-deficient data, and learning
 // rates large enough to blow a step up. Each checks a number against a route that does not

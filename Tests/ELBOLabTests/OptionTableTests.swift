@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The one table of fit options: `fit`'s flags, the spec reader and the docs all read it, and
 /// every check runs before any data is read.

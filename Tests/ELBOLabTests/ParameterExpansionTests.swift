@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Parameter expansion (`--acceleration px`, the default of em and of per-datapoint variational
 /// EM): the expanded M-step fits a prior N(μ, L Lᵀ) on z, then maps back to N(0, I).

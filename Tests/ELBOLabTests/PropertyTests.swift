@@ -2,6 +2,7 @@ import Foundation
 import PropertyBased
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // Property-based tests (issue 6) over random models, random q and random data: the ELBO bound
 // and its gap, EM's monotonicity, analytic gradients, and file round trips. Every reference is

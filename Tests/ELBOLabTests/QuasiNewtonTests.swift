@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The joint strategy's quasi-Newton path: L-BFGS itself, the whitened encoder coordinates, the default.
 @Suite("Quasi-Newton joint training")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// The report drawn from a quick run: every legend entry of every SVG draws its series (labels
 /// with commas, quotes and non-ASCII text included), and `## What this shows` says nothing a

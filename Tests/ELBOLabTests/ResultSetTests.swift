@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // All-or-nothing result folders (issue 15): a set of result files lands whole or not at all,
 // and a failure leaves the previous complete set untouched, on a real full disk too.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// `elbolab run --resume`: the finished run × seed pairs of an interrupted run are kept verbatim,
 /// the rest rerun, and the folder ends as an uninterrupted run would leave it.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Semi-amortised VI (§15): the per-point refinement against finite differences of the exact
 /// per-point ELBO, its amortisation gap against R, and the engine end to end.

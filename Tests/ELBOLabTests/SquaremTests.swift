@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// `em --acceleration squarem`: SQUAREM-accelerated EM reaches the closed-form MLE where plain EM crawls, and
 /// its log-likelihood never falls.

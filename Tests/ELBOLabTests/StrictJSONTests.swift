@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // The strict JSON reader (issue 15): what a lenient reader settles silently is refused in one
 // line naming the file, the line and the problem; numbers read exactly as Swift's own

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 // Shared helpers for the foundation tests: named tolerances, seeded generators of models and
 // data, plain-loop linear algebra on nested arrays (a route independent of Matrix/BLAS/GSL),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Helpers for the variational and engine tests (ELBOTests, GradientTests, EstimatorTests,
 /// EncoderTests, EngineTests). Everything lives in the `VT` namespace so that nothing clashes

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabNumerics
 
 /// Wide data (N < D, as in gene expression): the routes that never form a `D × D` matrix
 /// against the ones that do, or against direct sums.

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 import Dispatch
 
 /// One logged row of a curve (per-point nats).

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// Polyak–Ruppert averaging of an engine's iterates: it steps the engine it wraps and reports
 /// the weighted average of θ = (W, b, s2) and of every q_n = N(m_n, diag(exp ℓ_n)) over the

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// Part A of the notes, variational EM: every point owns q_n = N(m_n, S_n); an E-step
 /// optimises each q_n with θ held, then an M-step updates θ with q held.

@@ -1,4 +1,3 @@
-import CGSL
 import Foundation
 
 /// Median, range, mean and spread of one quantity over seeds.
@@ -48,7 +47,7 @@ public struct SampleStatistics: Sendable, Equatable {
         let n = sorted.count
         guard n >= intervalMinimum else { return nil }
         var k = 0
-        while k + 1 <= n / 2, gsl_cdf_binomial_P(UInt32(k), 0.5, UInt32(n)) <= 0.025 { k += 1 }
+        while k + 1 <= n / 2, binomialCDF(k, probability: 0.5, trials: n) <= 0.025 { k += 1 }
         guard k >= 1 else { return nil }
         return (sorted[k - 1], sorted[n - k])
     }

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// What is held fixed when fitting the linear-Gaussian model.
 public struct ModelConstraints: Equatable, Sendable, Codable {

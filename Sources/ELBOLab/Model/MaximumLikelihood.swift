@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// The closed-form maximum-likelihood fit of the linear-Gaussian model (Tipping & Bishop 1999),
 /// the ceiling every ELBO curve sits under.

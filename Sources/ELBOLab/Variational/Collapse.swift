@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// Posterior-collapse diagnostics of a fitted q (§16; Burda et al. 2016; Lucas et al. 2019).
 ///

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// The encoder's output for a batch: q_n = N(m_n, diag(exp(ℓ_n))).
 public struct EncoderOutput {

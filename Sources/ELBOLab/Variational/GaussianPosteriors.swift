@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// Gaussian variational posteriors q(z_n) = N(m_n, S_n), one per data point.
 ///

@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// A set of rows of a data set (all of it, or a minibatch), centred on the data set's mean.
 public struct Batch {

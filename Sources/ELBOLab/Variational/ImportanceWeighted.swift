@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// A Monte Carlo estimate of the importance-weighted bound L_K averaged over the data, with
 /// its standard error.

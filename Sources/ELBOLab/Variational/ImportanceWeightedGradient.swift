@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// What a Monte Carlo encoder run maximises.
 public enum Objective: String, Sendable, CaseIterable, Codable {

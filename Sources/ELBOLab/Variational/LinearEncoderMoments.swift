@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// The exact ELBO of a linear encoder's q and its gradients from the data's second moments.
 ///

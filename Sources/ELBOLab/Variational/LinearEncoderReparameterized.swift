@@ -1,5 +1,5 @@
-import CGSL
 import ELBOLabKernels
+import Foundation
 
 /// The reparameterised joint gradient (§8: analytic KL; on the full batch also the path derivative)
 /// of a linear encoder: the same estimate as

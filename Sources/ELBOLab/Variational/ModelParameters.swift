@@ -1,4 +1,4 @@
-import CGSL
+import Foundation
 
 /// θ = (W, b, s2) as one flat, unconstrained vector for optimisers, in the units of the data:
 /// ```

@@ -18,7 +18,7 @@ public enum Kernels {
 
     /// `out[i] = exp(scale · x[i])`: the vector kernel when `vector` (callers pass ``usable``,
     /// read once), else libm's exp. The two agree within about one ulp.
-    static func exponentials(of x: UnsafeBufferPointer<Double>, scaledBy scale: Double,
+    public static func exponentials(of x: UnsafeBufferPointer<Double>, scaledBy scale: Double,
                              into out: UnsafeMutableBufferPointer<Double>, vector: Bool) {
         if vector { return ELBOLabKernels.exponentials(of: x, scaledBy: scale, into: out) }
         for i in 0..<x.count { out[i] = exp(scale * x[i]) }

@@ -60,7 +60,7 @@ public struct MemoryBudget: Sendable {
         if let text = maxMemory ?? environment["ELBOLAB_MAX_MEMORY"] {
             let name = maxMemory != nil ? "--max-memory" : "ELBOLAB_MAX_MEMORY"
             guard let bytes = parseSize(text) else {
-                throw InputError("\(name) \(JSON.quote(text)): expected a size in bytes, e.g. 500M, 8G or 1500000000")
+                throw InputError("\(name) \(String(reflecting: text)): expected a size in bytes, e.g. 500M, 8G or 1500000000")
             }
             budget.limit = bytes
             budget.source = "\(name) \(text)"
@@ -167,40 +167,5 @@ public struct MemoryEstimate: Sendable {
         while x >= 1000 && k < units.count - 1 { x /= 1000; k += 1 }
         if k == 0 { return "\(bytes) bytes" }
         return String(format: x < 10 ? "%.2f" : x < 100 ? "%.1f" : "%.0f", x) + " " + units[k]
-    }
-}
-
-extension FitOptions {
-    /// The memory a fit of `count` points in `dimension` columns needs, by part: the data,
-    /// the D × D matrices of the covariance and the MLE, the per-point variational state
-    /// (q's means and scales, the optimiser's moments, the E-step's new q, iterate averages,
-    /// a minibatch and its Monte Carlo draws) and the exact scorer's buffers. Each part is an
-    /// upper bound on what the engines allocate; the figure was validated against the peak
-    /// resident memory of `elbolab fit` (README, "Input data").
-    public func memoryEstimate(count n: Int, dimension d: Int) -> MemoryEstimate {
-        let j = latent
-        var e = MemoryEstimate()
-        e.add("data", doubles: n, d)
-        e.add("runtime", bytes: MemoryEstimate.runtime)
-        e.add("D × D matrices", doubles: 6, d, min(d, n) + j)
-        e.add("scoring buffers", doubles: n, 4 * j + 8)
-        let b = min(n, batch ?? n)
-        switch strategy {
-        case .mle, .em:
-            break
-        case .perDatapoint:
-            let width = covariance == .full ? j * j : j
-            var perPoint = 2 * (j + width)                       // q, and the E-step's new q
-            if eSolver == .adam { perPoint += 6 * j }            // Adam's moments and step buffers
-            if eSolver == .bfgs { perPoint += 2 * (j + width) }  // per-block solver state
-            if averaging != nil { perPoint += 2 * j }
-            e.add("per-point state", doubles: n, perPoint)
-        case .amortized, .joint, .semiAmortized:
-            let draws = (gradient == nil || gradient == .exact) ? 0 : 3 * samples
-            let hiddenWidth = encoder == .mlp ? 3 * hidden : 0
-            e.add("per-point state", doubles: b, 8 * j + draws * j + hiddenWidth)
-            if b < n { e.add("minibatch", doubles: b, d) }
-        }
-        return e
     }
 }

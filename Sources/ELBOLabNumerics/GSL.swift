@@ -45,3 +45,14 @@ public func blasConfiguration() -> String {
     guard let c = openblas_get_config() else { return "unknown" }
     return String(cString: c)
 }
+
+/// The `p` quantile of Student's t distribution with `dof` degrees of freedom (GSL's
+/// `gsl_cdf_tdist_Pinv`).
+public func studentTQuantile(_ p: Double, degreesOfFreedom dof: Double) -> Double {
+    gsl_cdf_tdist_Pinv(p, dof)
+}
+
+/// P(X ≤ k) for X ~ Binomial(n, p) (GSL's `gsl_cdf_binomial_P`).
+public func binomialCDF(_ k: Int, probability p: Double, trials n: Int) -> Double {
+    gsl_cdf_binomial_P(UInt32(k), p, UInt32(n))
+}

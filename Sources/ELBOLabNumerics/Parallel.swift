@@ -5,7 +5,7 @@ import Dispatch
 /// The blocks depend on `count` and `blockSize` alone, never on the number of threads, and
 /// `body` returns one partial result per block; the partials are combined in block order. So
 /// the result is bit-identical however the blocks were scheduled.
-func blockedReduce<T>(count: Int, blockSize: Int = 2048, parallel: Bool = true,
+public func blockedReduce<T>(count: Int, blockSize: Int = 2048, parallel: Bool = true,
                       _ body: (Range<Int>) -> T) -> [T] {
     let blocks = count == 0 ? 0 : (count + blockSize - 1) / blockSize
     if blocks <= 1 || !parallel || ParallelSettings.threads <= 1 {

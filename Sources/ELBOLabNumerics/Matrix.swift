@@ -184,7 +184,7 @@ public func gemm(_ a: Matrix, _ ta: Bool, _ b: Matrix, _ tb: Bool, alpha: Double
 ///
 /// GSL views reject zero dimensions, so empty products are handled here.
 @inline(__always)
-func gemmRaw(_ a: UnsafePointer<Double>?, _ ar: Int, _ ac: Int, _ ta: Bool,
+public func gemmRaw(_ a: UnsafePointer<Double>?, _ ar: Int, _ ac: Int, _ ta: Bool,
              _ b: UnsafePointer<Double>?, _ br: Int, _ bc: Int, _ tb: Bool,
              _ c: UnsafeMutablePointer<Double>?, _ m: Int, _ n: Int,
              alpha: Double, beta: Double) {
