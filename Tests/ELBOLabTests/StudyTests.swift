@@ -27,12 +27,14 @@ import Testing
         }
     }
 
-    /// Runs `json` into a fresh folder (no drawing) and returns the folder.
-    static func run(_ json: String) throws -> String {
+    /// Runs `json` into a fresh folder, drawing the figures when gnuplot is installed; returns
+    /// the folder and the problems the drawing met.
+    static func run(_ json: String) throws -> (folder: String, warnings: [String]) {
         let spec = try ExperimentSpec.parse(Data(json.utf8), path: "quick.json")
         let folder = try temporaryFolder() + "/out"
-        _ = try ExperimentRunner(plots: .off).run(spec, output: folder)
-        return folder
+        let drawing: PlotDrawing = Gnuplot.locate().map { .executable($0) } ?? .off
+        let outcome = try ExperimentRunner(plots: drawing).run(spec, output: folder)
+        return (folder, outcome.report.warnings)
     }
 
     static func header(_ path: String) throws -> [String] {
@@ -56,7 +58,15 @@ import Testing
              ["collapse.gp", "kl.gp"]),
         ]
         for (kind, study, tables, scripts) in cases {
-            let folder = try Self.run(Self.spec(kind: kind, data: small, study: study))
+            let (folder, warnings) = try Self.run(Self.spec(kind: kind, data: small, study: study))
+            // Every script draws (a gnuplot error would leave a figure missing).
+            #expect(warnings.isEmpty, "\(kind): \(warnings)")
+            if Gnuplot.locate() != nil {
+                for s in scripts {
+                    let stem = s.dropLast(3)
+                    #expect(FileManager.default.fileExists(atPath: "\(folder)/\(stem).png") && FileManager.default.fileExists(atPath: "\(folder)/\(stem).svg"), "\(kind): \(stem)")
+                }
+            }
             for (name, columns) in tables {
                 #expect(try Self.header("\(folder)/\(name)") == columns, "\(kind): \(name)")
                 #expect(try CSVTable.read(path: "\(folder)/\(name)").rows.count > 0, "\(kind): \(name) is empty")

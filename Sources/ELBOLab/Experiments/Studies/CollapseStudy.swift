@@ -95,12 +95,14 @@ public enum CollapseStudy {
         let eigen = try LinearGaussianModel.maximumLikelihood(for: data, latent: latent).eigenvalues
         let g = { (x: Double) in StudyFormat.g(x) }
         var csv: [[String]] = []
-        for r in rows {
-            for j in 0..<r.latent {
-                csv.append([r.noise, StudyFormat.csv(r.noiseVariance), String(r.latent), String(j + 1),
-                            StudyFormat.csv(r.activityFitted[j]), StudyFormat.csv(r.activityClosedForm[j]),
-                            StudyFormat.csv(r.klFitted[j]), StudyFormat.csv(r.klClosedForm[j])])
-            }
+        // Held rows latent by latent (each curve's rows contiguous for gnuplot), then the free fit.
+        let maxLatent = rows.map(\.latent).max() ?? 0
+        let ordered = (0..<maxLatent).flatMap { j in rows.filter { $0.noise == "held" && j < $0.latent }.map { ($0, j) } }
+            + rows.filter { $0.noise == "free" }.flatMap { r in (0..<r.latent).map { (r, $0) } }
+        for (r, j) in ordered {
+            csv.append([r.noise, StudyFormat.csv(r.noiseVariance), String(r.latent), String(j + 1),
+                        StudyFormat.csv(r.activityFitted[j]), StudyFormat.csv(r.activityClosedForm[j]),
+                        StudyFormat.csv(r.klFitted[j]), StudyFormat.csv(r.klClosedForm[j])])
         }
         let latents = CSVTable(header: ["noise", "s2", "latent", "rank", "activity_fitted", "activity_closed_form",
                                         "kl_fitted", "kl_closed_form"], rows: csv, name: "latents.csv")
@@ -148,12 +150,15 @@ public enum CollapseStudy {
         set format x '%g'
         set grid
         set key bottom left
-        set yrange [-0.3:*]
+        set yrange [-0.3:\(eigenvalues.count).3]
+        set samples 2000
+        # The closed form as a function of σ² (§16): a unit is active when 1 − σ²/λ_j > 0.01.
+        cf(x) = \(eigenvalues.isEmpty ? "0" : eigenvalues.map { "(\(formatNumber($0)) > x/0.99)" }.joined(separator: " + "))
         \(arrows)
         """
         let body = """
-          plot 'collapse.csv' skip 1 using (strcol(1) eq 'held' ? $2 : NaN):5 with steps lw 2 dt 2 lc rgb '\(StudyFormat.palette[0])' title 'closed form #{j: λ_j > σ²/0.99}', \\
-               '' skip 1 using (strcol(1) eq 'held' ? $2 : NaN):4 with points pt 7 ps 1.3 lc rgb '\(StudyFormat.palette[1])' title 'fitted (mean field, σ² held)'
+          plot cf(x) with lines lw 2 dt 2 lc rgb '\(StudyFormat.palette[0])' title 'closed form #{j: λ_j > σ²/0.99}', \\
+               'collapse.csv' skip 1 using (strcol(1) eq 'held' ? $2 : NaN):4 with points pt 7 ps 1.3 lc rgb '\(StudyFormat.palette[1])' title 'fitted (mean field, σ² held)'
         """
         return StudyFormat.frame(stem: "collapse", header: header, body: body)
     }

@@ -115,7 +115,8 @@ public enum IWAEBoundStudy {
             rows.map { [$0.q, String($0.particles), String(format: "%.6f", $0.bound), g($0.se), String(format: "%.6f", $0.logP),
                         g($0.gap), g($0.predictedGap), String($0.draws)] })
         let method = "L_K by `ImportanceWeightedBound.estimate` at θ = the closed-form MLE (exact q) and that MLE with W rotated by \(g(settings.rotation)) rad in latents 1–2 (mean-field q); each estimate aims at a standard error of \(g(100 * settings.relativeError))% of χ²/(2K) with at most \(settings.maxDraws) draws; seed \(seed)"
-        return StudyProduct(tables: [table(rows)], figures: [("bound", boundScript(experiment, rows: rows)), ("gap", gapScript(experiment))],
+        return StudyProduct(tables: [table(rows)], figures: [("bound", boundScript(experiment, rows: rows)),
+                                                             ("gap", gapScript(experiment, maxK: settings.particles.max() ?? 1000))],
                             markdown: markdown, findings: findings, method: method)
     }
 
@@ -139,7 +140,7 @@ public enum IWAEBoundStudy {
         return StudyFormat.frame(stem: "bound", header: header, body: body)
     }
 
-    static func gapScript(_ experiment: String) -> String {
+    static func gapScript(_ experiment: String, maxK: Int) -> String {
         let header = """
         set title \(StudyFormat.quote("\(experiment): log p − L_K against K (the exact q's gap is 0 and is not drawn on log axes)"))
         set xlabel 'K, particles per point (log scale)'
@@ -149,6 +150,7 @@ public enum IWAEBoundStudy {
         set format y '%.0e'
         set grid
         set key top right
+        set xrange [0.8:\(formatNumber(1.3 * Double(maxK)))]
         pos(v) = v > 0 ? v : NaN
         """
         let body = """

@@ -102,9 +102,10 @@ public enum IWAESNRStudy {
         }
         var rows: [GradientSNRStudy.Row] = []
         var perSeed = [[GradientSNRStudy.Row]](repeating: [], count: seeds.count)
+        // Estimator, then block, then K: each curve's rows are contiguous (gnuplot breaks a line at a filtered row).
         for (ei, e) in es.enumerated() {
-            for (ki, k) in ks.enumerated() {
-                for block in ["encoder", "decoder"] {
+            for block in ["encoder", "decoder"] {
+                for (ki, k) in ks.enumerated() {
                     var all: [Double] = []
                     for si in seeds.indices {
                         let m = moments[si * es.count * ks.count + ei * ks.count + ki]
