@@ -96,9 +96,11 @@ public enum IWAEBoundStudy {
         let resolved = large.filter { $0.gap > 3 * $0.se }
         let agree = large.filter { abs($0.gap - $0.predictedGap) <= 2 * $0.se + 0.1 * $0.predictedGap }
         if !large.isEmpty {
-            let worst = resolved.map { abs($0.gap / $0.predictedGap - 1) }.max()
+            let worst = resolved.max { abs($0.gap - $0.predictedGap) / $0.se < abs($1.gap - $1.predictedGap) / $1.se }
             var s = "With χ²(p‖q) = \(g(chi)) (closed form, §13, averaged over the points), the measured gap agrees with χ²/(2K) within 2 standard errors plus 10% at \(agree.count) of the \(large.count) values of K ≥ 10"
-            if let worst { s += "; where the gap is resolved (above 3 standard errors) the largest relative difference is \(g(100 * worst))%" }
+            if let worst {
+                s += "; where the gap is resolved (above 3 standard errors) the largest difference is \(g(abs(worst.gap - worst.predictedGap) / worst.se)) standard errors, at K = \(worst.particles) (measured \(g(worst.gap)), predicted \(g(worst.predictedGap)))"
+            }
             s += " (gap.png)"
             if resolved.count < large.count {
                 s += "; at K = \(large.filter { $0.gap <= 3 * $0.se }.map { String($0.particles) }.joined(separator: ", ")) the gap is within 3 standard errors of zero, so those values do not settle the 1/K rate"
