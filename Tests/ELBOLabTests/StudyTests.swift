@@ -105,7 +105,7 @@ import Testing
         s.particles = [1, 4, 16, 64]
         s.repeats = 1500
         s.slopeFrom = 1
-        let (rows, _) = try IWAESNRStudy.run(data: data, latent: 3, settings: s, seeds: [1], workers: 2)
+        let (rows, _, _) = try IWAESNRStudy.run(data: data, latent: 3, settings: s, seeds: [1], workers: 2)
         let iwae = try #require(GradientSNRStudy.slope(rows, estimator: .iwae, block: "encoder"))
         let decoder = try #require(GradientSNRStudy.slope(rows, estimator: .iwae, block: "decoder"))
         let dreg = try #require(GradientSNRStudy.slope(rows, estimator: .dreg, block: "encoder"))
