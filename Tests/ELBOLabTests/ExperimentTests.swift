@@ -139,7 +139,8 @@ import Testing
         let folder = root.appendingPathComponent("experiments").path
         guard FileManager.default.fileExists(atPath: folder) else { return }
         let specs = try ExperimentRunner.specs(in: folder)
-        #expect(specs.map(\.name) == ["seed-scalar", "ppca", "amortization-gap", "alternating-vs-joint", "gradient-estimators", "scaling"])
+        #expect(specs.map(\.name) == ["seed-scalar", "ppca", "amortization-gap", "alternating-vs-joint", "gradient-estimators", "scaling",
+                                     "iwae-bound", "iwae-snr", "semi-amortized", "collapse"])
         let scalar = try #require(specs.first)
         #expect(scalar.data.truth?.loadings == Matrix([[2]]))
         #expect(scalar.data.truth?.offset == [0])

@@ -79,6 +79,9 @@ public struct ExperimentRunner: Sendable {
 
     /// Runs `spec` and writes its results into `output` (created if missing).
     public func run(_ spec: ExperimentSpec, output: String) throws -> ExperimentOutcome {
+        if let study = spec.study {
+            return try StudyRunner.run(spec, settings: study, output: output, plots: plots, workers: workers, memory: memory)
+        }
         let start = DispatchTime.now().uptimeNanoseconds
         let elapsed: @Sendable () -> Double = { Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         // The data: one set, or one per size for a scaling experiment.

@@ -43,6 +43,8 @@ public struct ExperimentSpec: Sendable {
     /// The bytes the spec was parsed from (written beside the results as `spec.json`); nil for a
     /// spec built in code.
     public var text: Data? = nil
+    /// A study kind's settings (``StudyKind``): the experiment is that study, with no runs.
+    public var study: StudySettings? = nil
 
     public init(name: String, title: String = "", description: String = "", kind: Kind = .curves, order: Int = 0,
                 data: DataSpec, seeds: [UInt64], runs: [RunSpec], counts: [Int] = [], variance: VarianceSpec? = nil,
@@ -263,7 +265,7 @@ struct SpecReader {
     static var runOptionKeys: [String] { FitOptionTable.names }
     static let stopKeys = ["tolerance", "max-seconds", "iterations", "window"]
     static let topKeys = ["name", "title", "description", "kind", "order", "data", "seeds", "log-every", "stop",
-                          "defaults", "runs", "counts", "variance", "overview"]
+                          "defaults", "runs", "counts", "variance", "overview", "study"]
     static let dataKeys = ["csv", "delimiter", "columns", "dim", "latent", "count", "noise-variance", "seed", "no-offset", "loadings", "offset"]
     static let varianceKeys = ["warmup", "samples", "estimators", "kl", "repeats", "points", "no-baseline"]
 
@@ -382,6 +384,7 @@ struct SpecReader {
         }
         let title = try top["title"].map { try string($0, top.at("title")) } ?? name
         let description = try top["description"].map { try string($0, top.at("description")) } ?? ""
+        if let study = try studySpec(top, name: name, title: title, description: description) { return study }
         let kind = try top["kind"].map { try choice($0, top.at("kind"), "kind", ExperimentSpec.Kind.self) } ?? .curves
         let order = try top["order"].map { try integer($0, top.at("order"), min: Int.min / 2) } ?? 0
 
