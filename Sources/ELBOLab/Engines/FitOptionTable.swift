@@ -27,7 +27,7 @@ public enum FitOptionTable {
                     help: "Stop when the best exact ELBO of the last window of logged rows beats the best before it by less than this (nats/point) and, for exact gradients, the window and the row before it lie within this of each other.",
                     defaultRule: "1e-6; 1e-10 for em"),
             E.integers("window", \.window, min: 1, metavar: "K", scope: .iterative,
-                       help: "Logged rows the stop rule looks back over.", defaultRule: "5; 10 with Monte Carlo gradients"),
+                       help: "Logged rows the stop rule looks back over.", defaultRule: "5; 10 with Monte Carlo gradients; 30 with --objective iwae"),
             E.integers("log-every", \.logEvery, min: 1, metavar: "K", scope: .iterative,
                        help: "Log every K iterations.", defaultRule: "a geometric grid: every iteration up to 10, then about 20 rows a decade"),
             E.choice("covariance", \.covariance, scope: .perDatapoint,

@@ -340,8 +340,10 @@ public struct ExperimentRunner: Sendable {
         for o in outcomes {
             let name = o.name
             out += "## [\(name)](\(name)/summary.md)" + (o.title.isEmpty || o.title == name ? "" : ": \(o.title)") + "\n\n"
-            out += "- Summary: [summary.md](\(name)/summary.md), [summary.csv](\(name)/summary.csv); "
-            out += "data: [curves.csv](\(name)/curves.csv), [runs.csv](\(name)/runs.csv)\n"
+            // Studies write their own tables, not curves.csv and runs.csv: link what is there.
+            let csvs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(output)/\(name)")) ?? []).filter { $0.hasSuffix(".csv") }
+            let present = ["summary.md"] + csvs.sorted()
+            out += "- Files: " + present.map { "[\($0)](\(name)/\($0))" }.joined(separator: ", ") + "\n"
             let pngs = o.report.plots.filter { $0.hasSuffix(".png") }
             if pngs.isEmpty {
                 out += "- Plots: not drawn (scripts: " + o.report.scripts.map { "[\($0)](\(name)/\($0))" }.joined(separator: ", ") + ")\n"
