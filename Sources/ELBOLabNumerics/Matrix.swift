@@ -53,13 +53,13 @@ public struct Matrix: Equatable, Sendable {
 
     /// The entry in row i, column j (row-major storage).
     @inline(__always)
-    public subscript(i: Int, j: Int) -> Double {
+    @inlinable public subscript(i: Int, j: Int) -> Double {
         get { storage[i * cols + j] }
         set { storage[i * cols + j] = newValue }
     }
 
     /// Row `i` as an array.
-    public func row(_ i: Int) -> [Double] { Array(storage[(i * cols)..<((i + 1) * cols)]) }
+    @inlinable public func row(_ i: Int) -> [Double] { Array(storage[(i * cols)..<((i + 1) * cols)]) }
 
     /// Column `j` as an array.
     public func column(_ j: Int) -> [Double] { (0..<rows).map { storage[$0 * cols + j] } }
