@@ -22,6 +22,18 @@ public enum Gnuplot {
         return nil
     }
 
+    /// The gnuplot `drawing` asks for, and the warning to give when it is wanted but missing
+    /// (`rerun` says how to draw the scripts once it is installed).
+    static func executable(for drawing: PlotDrawing, folder: String, rerun: String) -> (path: String?, warning: String?) {
+        switch drawing {
+        case .off: return (nil, nil)
+        case let .executable(path): return (path, nil)
+        case .automatic:
+            if let path = locate() { return (path, nil) }
+            return (nil, "gnuplot was not found on PATH: the plot scripts (*.gp) in \(folder) are written but not drawn; install gnuplot (`make deps`) and \(rerun)")
+        }
+    }
+
     /// Runs `executable script` in `folder`; nil on success, otherwise what went wrong.
     public static func draw(script: String, in folder: String, executable: String) -> String? {
         let process = Process()
@@ -126,10 +138,11 @@ enum PlotScripts {
 
     /// The lines that draw the same plot as PNG and as an interactive SVG (a click on a legend
     /// entry hides its series; gnuplot's own script is embedded, nothing is fetched).
-    static func frame(stem: String, width: Int = 1100, height: Int = 700, header: String, body: String) -> String {
+    static func frame(stem: String, width: Int = 1100, height: Int = 700, header: String, body: String,
+                      redraw: String = "(`elbolab plot <folder>` rewrites it)") -> String {
         """
         # \(stem).gp — written by elbolab; edit it and run `gnuplot \(stem).gp` in this folder to redraw
-        # \(stem).png and \(stem).svg (`elbolab plot <folder>` rewrites it).
+        # \(stem).png and \(stem).svg \(redraw).
         \(header)
         set datafile separator ','
         set termoption noenhanced

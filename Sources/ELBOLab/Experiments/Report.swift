@@ -68,18 +68,9 @@ public enum ExperimentReport {
         findings = ExperimentFindings.selected(findings)
 
         for s in scripts { try AtomicFile.write(s.text, to: "\(folder)/\(s.stem).gp") }
-        var warnings: [String] = []
         var drawn: [String] = []
-        let executable: String?
-        switch drawing {
-        case .off: executable = nil
-        case let .executable(path): executable = path
-        case .automatic:
-            executable = Gnuplot.locate()
-            if executable == nil {
-                warnings.append("gnuplot was not found on PATH: the plot scripts (*.gp) in \(folder) are written but not drawn; install gnuplot (`make deps`) and run `elbolab plot \(folder)`")
-            }
-        }
+        let (executable, missing) = Gnuplot.executable(for: drawing, folder: folder, rerun: "run `elbolab plot \(folder)`")
+        var warnings = missing.map { [$0] } ?? []
         // Plots of an earlier layout (renamed since) must not pass for this run's.
         for old in ["elbo-iteration", "elbo-passes", "elbo-seconds"] {
             for ext in ["gp", "png", "svg"] { try? FileManager.default.removeItem(atPath: "\(folder)/\(old).\(ext)") }

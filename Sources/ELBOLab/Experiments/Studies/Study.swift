@@ -72,17 +72,9 @@ enum StudyRunner {
         files.append(("summary.md", summary(spec, product: product, seconds: seconds, data: data)))
         try ResultSet.write(files, into: output)
 
-        var warnings: [String] = [], drawn: [String] = []
-        let executable: String?
-        switch drawing {
-        case .off: executable = nil
-        case let .executable(path): executable = path
-        case .automatic:
-            executable = Gnuplot.locate()
-            if executable == nil {
-                warnings.append("gnuplot was not found on PATH: the plot scripts (*.gp) in \(output) are written but not drawn; install gnuplot (`make deps`) and run them there")
-            }
-        }
+        var drawn: [String] = []
+        let (executable, missing) = Gnuplot.executable(for: drawing, folder: output, rerun: "run them there")
+        var warnings = missing.map { [$0] } ?? []
         if let executable {
             for f in product.figures {
                 // Stale images must not pass for new ones.
@@ -144,18 +136,7 @@ enum StudyFormat {
 
     /// The lines that draw one figure as PNG and as an interactive standalone SVG.
     static func frame(stem: String, width: Int = 1000, height: Int = 650, header: String, body: String) -> String {
-        """
-        # \(stem).gp — written by elbolab; run `gnuplot \(stem).gp` in this folder to redraw \(stem).png and \(stem).svg.
-        \(header)
-        set datafile separator ','
-        set termoption noenhanced
-        do for [fmt in 'png svg'] {
-          if (fmt eq 'png') { set terminal pngcairo size \(width),\(height) noenhanced font 'Sans,11'; set output '\(stem).png' } else { set terminal svg size \(width),\(height) mouse standalone noenhanced font 'Sans,11' background rgb 'white'; set output '\(stem).svg' }
-        \(body)
-          set output
-        }
-
-        """
+        PlotScripts.frame(stem: stem, width: width, height: height, header: header, body: body, redraw: "(a rerun of the study rewrites it)")
     }
 
     /// The least-squares slope of y on x, with its standard error; nil with fewer than 3 points
