@@ -22,9 +22,9 @@ struct HostileRun {
 /// line, takes well under a second; the margin is for a loaded machine).
 private let hangLimit: TimeInterval = 60
 
-/// Runs elbolab in `folder` with stdout and stderr captured through files in a separate
-/// folder, killing it after `hangLimit` seconds.
-func runHostile(_ arguments: [String], in folder: URL) throws -> HostileRun {
+/// Runs elbolab in `folder` (with `environment` added to this process's) with stdout and stderr
+/// captured through files in a separate folder, killing it after `hangLimit` seconds.
+func runHostile(_ arguments: [String], in folder: URL, environment: [String: String] = [:]) throws -> HostileRun {
     let executable = try #require(elbolabExecutable, "build every product first: the elbolab executable was not found")
     return try withTemporaryFolder { capture in
         let paths = ["out", "err"].map { capture.appendingPathComponent($0) }
@@ -34,6 +34,7 @@ func runHostile(_ arguments: [String], in folder: URL) throws -> HostileRun {
         child.executableURL = executable
         child.arguments = arguments
         child.currentDirectoryURL = folder
+        if !environment.isEmpty { child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         (child.standardOutput, child.standardError, child.standardInput) = (handles[0], handles[1], FileHandle.nullDevice)
         let done = DispatchSemaphore(value: 0)
         child.terminationHandler = { _ in done.signal() }

@@ -7,34 +7,13 @@ import Testing
 // allocated, with overflow-checked sizes; an allocation the system refuses anyway is an error
 // too, not a trap.
 
-/// Runs elbolab in `folder` with extra environment variables; stdout and stderr captured.
-private func elbolab(_ arguments: [String], in folder: URL, environment: [String: String]) throws -> HostileRun {
-    let executable = try #require(elbolabExecutable, "build every product first: the elbolab executable was not found")
-    return try withTemporaryFolder { capture in
-        let paths = ["out", "err"].map { capture.appendingPathComponent($0) }
-        for p in paths { try Data().write(to: p) }
-        let handles = try paths.map { try FileHandle(forWritingTo: $0) }
-        let child = Process()
-        child.executableURL = executable
-        child.arguments = arguments
-        child.currentDirectoryURL = folder
-        child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        (child.standardOutput, child.standardError, child.standardInput) = (handles[0], handles[1], FileHandle.nullDevice)
-        try child.run()
-        child.waitUntilExit()
-        for h in handles { try h.close() }
-        let text = try paths.map { String(decoding: try Data(contentsOf: $0), as: UTF8.self) }
-        return HostileRun(status: child.terminationStatus, stdout: text[0], stderr: text[1], timedOut: false)
-    }
-}
-
 /// One refused request: non-zero exit below 128 (no signal), one stderr line with `mentions`, no file.
 private func expectRefused(_ arguments: [String], environment: [String: String] = [:], setUp: (URL) throws -> Void = { _ in },
                            mentions: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
     try withTemporaryFolder { folder in
         try setUp(folder)
         let before = listing(of: folder)
-        let run = try elbolab(arguments, in: folder, environment: environment)
+        let run = try runHostile(arguments, in: folder, environment: environment)
         #expect(run.status != 0 && run.status < 128, "exit \(run.status): \(run.stderr)", sourceLocation: sourceLocation)
         #expect(run.stderrLines.count == 1, "\(run.stderr)", sourceLocation: sourceLocation)
         for m in mentions { #expect(run.stderr.contains(m), "\(run.stderr) does not mention \(m)", sourceLocation: sourceLocation) }

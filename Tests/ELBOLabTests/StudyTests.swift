@@ -6,12 +6,6 @@ import Testing
 /// run and write their files with the right columns, and the claims they report hold on small
 /// settings.
 @Suite struct StudyTests {
-    static func temporaryFolder() throws -> String {
-        let path = NSTemporaryDirectory() + "elbolab-study-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     static func spec(kind: String, data: String, study: String, seeds: String = "[1]") -> String {
         #"{"name": "quick-\#(kind)", "kind": "\#(kind)", "data": \#(data), "seeds": \#(seeds), "study": \#(study)}"#
     }
@@ -31,7 +25,7 @@ import Testing
     /// the folder and the problems the drawing met.
     static func run(_ json: String) throws -> (folder: String, warnings: [String]) {
         let spec = try ExperimentSpec.parse(Data(json.utf8), path: "quick.json")
-        let folder = try temporaryFolder() + "/out"
+        let folder = try ExperimentTests.temporaryFolder() + "/out"
         let drawing: PlotDrawing = Gnuplot.locate().map { .executable($0) } ?? .off
         let outcome = try ExperimentRunner(plots: drawing).run(spec, output: folder)
         return (folder, outcome.report.warnings)
