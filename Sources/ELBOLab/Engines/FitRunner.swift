@@ -13,14 +13,6 @@ public struct CurveRow: Sendable, Equatable {
     public var seconds: Double
     /// The exact ELBO, log-likelihood and gaps of the iterate.
     public var score: Score
-
-    /// The CSV header every curve file uses.
-    public static let csvHeader = "iteration,data_passes,gradient_evaluations,seconds,elbo,loglik,approximation_gap,amortization_gap"
-
-    /// The row as CSV fields, matching ``csvHeader``.
-    public var csvFields: String {
-        "\(iteration),\(formatNumber(dataPasses)),\(gradientEvaluations),\(formatNumber(seconds)),\(formatNumber(score.elbo)),\(formatNumber(score.logLikelihood)),\(formatNumber(score.approximationGap)),\(formatNumber(score.amortizationGap))"
-    }
 }
 
 /// Why a fit stopped.

@@ -239,8 +239,7 @@ public struct ExperimentRunner: Sendable {
                 do {
                     let result = try FitRunner(progress: report, shouldStop: shouldStop).fit(data, options: job.options)
                     let rows: [[String]] = result.curve.map { row in
-                        [experiment, job.label, job.options.strategy.rawValue, String(job.seed)]
-                            + row.csvFields.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                        [experiment, job.label, job.options.strategy.rawValue, String(job.seed)] + row.csvValues
                     }
                     let record = ExperimentRunner.record(of: result, job: job, data: data, truth: truth, experiment: experiment)
                     outcome = .success(JobResult(record: record, runRow: record.fields, curveRows: rows))

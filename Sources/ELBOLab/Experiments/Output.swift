@@ -213,10 +213,21 @@ func readFile(_ path: String, what: String) throws -> Data {
     }
 }
 
+extension CurveRow {
+    /// The CSV header every curve file uses.
+    public static let csvHeader = "iteration,data_passes,gradient_evaluations,seconds,elbo,loglik,approximation_gap,amortization_gap"
+
+    /// The row's CSV fields, in the order of ``csvHeader``.
+    public var csvValues: [String] {
+        [String(iteration), formatNumber(dataPasses), String(gradientEvaluations), formatNumber(seconds), formatNumber(score.elbo),
+         formatNumber(score.logLikelihood), formatNumber(score.approximationGap), formatNumber(score.amortizationGap)]
+    }
+}
+
 extension FitResult {
     /// The curve as CSV text with ``CurveRow/csvHeader``.
     public var curveCSV: String {
-        ([CurveRow.csvHeader] + curve.map(\.csvFields)).joined(separator: "\n") + "\n"
+        ([CurveRow.csvHeader] + curve.map { $0.csvValues.joined(separator: ",") }).joined(separator: "\n") + "\n"
     }
 
     /// The thresholds (nats/point below the MLE) that `seconds_to_tolerance` reports.
