@@ -10,16 +10,7 @@ import Testing
         #"{"name": "quick-\#(kind)", "kind": "\#(kind)", "data": \#(data), "seeds": \#(seeds), "study": \#(study)}"#
     }
 
-    static func parseError(_ json: String) -> String? {
-        do {
-            _ = try ExperimentSpec.parse(Data(json.utf8), path: "experiments/bad.json")
-            return nil
-        } catch let error as InputError {
-            return error.message
-        } catch {
-            return "not an InputError: \(error)"
-        }
-    }
+    static func parseError(_ json: String) -> String? { ExperimentTests.parseError(json) }
 
     /// Runs `json` into a fresh folder, drawing the figures when gnuplot is installed; returns
     /// the folder and the problems the drawing met.

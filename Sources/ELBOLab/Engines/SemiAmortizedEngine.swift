@@ -24,10 +24,7 @@ final class SemiAmortizedEngine: InferenceEngine {
         self.data = data
         self.options = options
         model = initial
-        switch options.encoder {
-        case .linear: encoder = LinearEncoder(data: data, latent: options.latent)
-        case .mlp: encoder = MLPEncoder(data: data, latent: options.latent, hidden: options.hidden, using: rng)
-        }
+        encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, using: rng)
         draws = monteCarloStream(from: rng)
         fullBatch = Batch(data)
         gradient = .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,

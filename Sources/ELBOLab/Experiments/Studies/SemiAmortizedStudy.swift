@@ -65,11 +65,7 @@ public enum SemiAmortizedStudy {
             }
         }
         for kind in s.encoders {
-            var encoder: AmortizedEncoder
-            switch kind {
-            case .linear: encoder = LinearEncoder(data: data, latent: latent)
-            case .mlp: encoder = MLPEncoder(data: data, latent: latent, hidden: s.hidden, using: RandomSource(seed: seed))
-            }
+            var encoder = kind.make(data: data, latent: latent, hidden: s.hidden, using: RandomSource(seed: seed))
             // θ held: L-BFGS on the encoder's exact ELBO (§6) and its gradient in φ only.
             let box = EncoderBox(encoder)
             let lbfgs = LBFGSMinimizer(dimension: encoder.parameters.count) { x, grad in
