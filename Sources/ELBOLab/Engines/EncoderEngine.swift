@@ -59,7 +59,7 @@ final class EncoderEngine: InferenceEngine {
         self.rng = rng
         draws = monteCarloStream(from: rng)
         model = initial
-        encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, using: rng)
+        encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, rank: options.rank ?? 1, using: rng)
         let quasiNewton = options.resolvedOptimizer != .adam
         parameterization = ModelParameterization(data: data, latent: options.latent, constraints: options.constraints,
                                                  units: quasiNewton && options.strategy == .joint ? .common : .standard)

@@ -27,7 +27,7 @@ extension FitOptions {
             e.add("per-point state", doubles: n, perPoint)
         case .amortized, .joint, .semiAmortized:
             let draws = (gradient == nil || gradient == .exact) ? 0 : 3 * samples
-            let hiddenWidth = encoder == .mlp ? 3 * hidden : 0
+            let hiddenWidth = encoder == .mlp || encoder == .residual ? 3 * hidden : encoder == .lowRank ? 3 * (rank ?? 1) : 0
             e.add("per-point state", doubles: b, 8 * j + draws * j + hiddenWidth)
             if b < n { e.add("minibatch", doubles: b, d) }
         }

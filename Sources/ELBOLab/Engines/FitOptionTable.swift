@@ -40,8 +40,12 @@ public enum FitOptionTable {
             E.choice("m-step", \.mStep, scope: .alternating,
                      help: "The θ update given q: closed-form (the maximiser) or gradient (one Adam step on the exact gradient).",
                      defaultRule: "closed-form"),
-            E.choice("encoder", \.encoder, scope: .encoder, help: "The encoder g_φ(y): linear or mlp (one tanh layer of --hidden units).", defaultRule: "linear"),
+            E.choice("encoder", \.encoder, scope: .encoder,
+                     help: "The encoder g_φ(y): linear, mlp (one tanh layer of --hidden units), residual (the mlp plus a linear path from y, so it contains the linear encoder) or low-rank (a linear mean map of rank at most --rank).",
+                     defaultRule: "linear"),
             E.integer("hidden", \.hidden, min: 1, metavar: "H", scope: .mlp, help: "Width of the MLP encoder.", defaultRule: "32"),
+            E.integers("rank", \.rank, min: 0, metavar: "R", scope: .lowRank,
+                       help: "The low-rank encoder's bound on the rank of its mean map, 0…J (0: a mean blind to y).", defaultRule: "1"),
             E.integer("encoder-steps", \.encoderSteps, min: 1, metavar: "K", scope: .amortized,
                       help: "Encoder steps per θ step.", defaultRule: "1"),
             E.choices("gradient", \.gradient, scope: .encoder,
@@ -190,7 +194,10 @@ final class FitOptionScope: Sendable {
     static let alternating = FitOptionScope("per-datapoint and amortized") { $0.strategy == .perDatapoint || $0.strategy == .amortized }
     static let encoder = FitOptionScope("amortized, joint and semi-amortized") { $0.strategy.hasEncoder }
     static let encoderOptimizer = FitOptionScope("amortized and joint") { $0.strategy == .amortized || $0.strategy == .joint }
-    static let mlp = FitOptionScope("amortized, joint and semi-amortized with --encoder mlp") { encoder.contains($0) && $0.encoder == .mlp }
+    static let mlp = FitOptionScope("amortized, joint and semi-amortized with --encoder mlp or residual") {
+        encoder.contains($0) && ($0.encoder == .mlp || $0.encoder == .residual)
+    }
+    static let lowRank = FitOptionScope("amortized, joint and semi-amortized with --encoder low-rank") { encoder.contains($0) && $0.encoder == .lowRank }
     static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
     static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
     static let joint = FitOptionScope("joint") { $0.strategy == .joint }
@@ -479,6 +486,9 @@ extension FitOptions {
         let named = given ?? Set(table.filter { !$0.isDefault(self) }.map(\.name))
         for e in table where named.contains(e.name) && !e.scope.contains(self) {
             throw InputError("--\(e.name) does not apply to this \(describedRun): it is for \(e.scope.text)")
+        }
+        if let rank, rank > latent {
+            throw InputError("--rank \(rank) is out of range: the low-rank encoder's rank is at most the latent dimension J = \(latent)")
         }
         if strategy == .perDatapoint && eSolver == .adam && covariance == .full {
             throw InputError("--e-solver adam supports --covariance diagonal only (use closed-form or bfgs for full)")

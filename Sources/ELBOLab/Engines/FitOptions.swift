@@ -95,6 +95,8 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var encoder: EncoderKind = .linear
     /// MLP encoder width.
     public var hidden: Int = 32
+    /// Low-rank encoder: the bound on the rank of its mean map (nil: 1).
+    public var rank: Int? = nil
     /// Amortized: encoder steps per θ step.
     public var encoderSteps: Int = 1
     /// Amortized and joint: the gradient estimator for q's parameters.

@@ -24,7 +24,7 @@ final class SemiAmortizedEngine: InferenceEngine {
         self.data = data
         self.options = options
         model = initial
-        encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, using: rng)
+        encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, rank: options.rank ?? 1, using: rng)
         draws = monteCarloStream(from: rng)
         fullBatch = Batch(data)
         gradient = .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,
