@@ -49,7 +49,7 @@ struct EncoderFamilyTests {
             return -r.value
         }
         lbfgs.begin(at: start.parameters, initialStep: 0.1)
-        for _ in 0..<20_000 where lbfgs.iterate() {}
+        for _ in 0..<20_000 { if !lbfgs.iterate() { break } }
         box.encoder.parameters = lbfgs.point
         return box.encoder
     }

@@ -103,7 +103,7 @@ import Testing
             (.joint, ["stray"], "unexpected argument \"stray\""),
             (.joint, ["--optimizer", "bfgs", "--gradient", "score"], "--optimizer bfgs needs the exact objective"),
             (.joint, ["--optimizer", "lbfgs", "--batch", "10"], "--optimizer lbfgs works on the full batch"),
-            (.amortized, ["--optimizer", "lbfgs"], "--optimizer lbfgs is for joint"),
+            (.amortized, ["--optimizer", "lbfgs", "--gradient", "reparam"], "--optimizer lbfgs needs the exact objective"),
             (.perDatapoint, ["--e-solver", "adam", "--covariance", "full"], "--e-solver adam supports --covariance diagonal only"),
             (.perDatapoint, ["--covariance", "full", "--averaging", "1"], "--averaging works with a diagonal covariance only"),
             (.perDatapoint, ["--acceleration", "squarem"], "--acceleration squarem is for em only"),

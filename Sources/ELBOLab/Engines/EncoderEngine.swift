@@ -39,6 +39,9 @@ final class EncoderEngine: InferenceEngine {
         case jointQuasiNewton(QuasiNewton, coordinates: WhitenedEncoderCoordinates?)
         /// amortized: BFGS2 iterations on φ with θ held, then θ in closed form.
         case alternatingQuasiNewton(BFGSMinimizer)
+        /// amortized: L-BFGS iterations on φ with θ held, then θ in closed form; with θ held for
+        /// the whole run, one minimisation that keeps its curvature pairs from step to step.
+        case alternatingLimitedMemory(LBFGSMinimizer)
         /// joint: one Adam step on (θ, φ).
         case jointAdam
         /// amortized: Adam steps on φ with θ held, then a θ step.
@@ -102,11 +105,14 @@ final class EncoderEngine: InferenceEngine {
                 : .gsl(try BFGSMinimizer(dimension: thetaCount + phiCount, objective: objective))
             self.schedule = .jointQuasiNewton(solver, coordinates: whitening)
         } else {
-            self.schedule = .alternatingQuasiNewton(try BFGSMinimizer(dimension: phiCount) { [unowned self] x, g in
+            let objective: BFGSMinimizer.Objective = { [unowned self] x, g in
                 let r = exactObjective(model: model, encoderParameters: Array(x))
                 for i in 0..<phiCount { g[i] = -r.encoder[i] }
                 return -r.value
-            })
+            }
+            self.schedule = options.resolvedOptimizer == .lbfgs
+                ? .alternatingLimitedMemory(LBFGSMinimizer(dimension: phiCount, objective: objective))
+                : .alternatingQuasiNewton(try BFGSMinimizer(dimension: phiCount, objective: objective))
         }
     }
 
@@ -157,6 +163,7 @@ final class EncoderEngine: InferenceEngine {
         switch schedule {
         case let .jointQuasiNewton(solver, coordinates): work = jointQuasiNewtonStep(solver, coordinates)
         case let .alternatingQuasiNewton(solver): work = try alternatingQuasiNewtonStep(solver)
+        case let .alternatingLimitedMemory(solver): work = try alternatingLimitedMemoryStep(solver)
         case .jointAdam: work = jointAdamStep()
         case .alternatingAdam: work = try alternatingAdamStep()
         }
@@ -192,6 +199,19 @@ final class EncoderEngine: InferenceEngine {
         solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01)
         encoder.parameters = phi
         guard options.theta == nil else {   // θ held: the encoder's iterations are the whole step
+            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        }
+        model = try closedFormModel()
+        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before)
+    }
+
+    private func alternatingLimitedMemoryStep(_ solver: LBFGSMinimizer) throws -> StepWork {
+        let before = evaluations
+        // A new θ is a new objective: its old curvature pairs no longer apply.
+        if iteration == 1 || options.theta == nil { solver.begin(at: encoder.parameters, initialStep: 0.01) }
+        for _ in 0..<max(1, options.encoderSteps) { if !solver.iterate() { break } }   // false: stalled at a minimum
+        encoder.parameters = solver.point
+        guard options.theta == nil else {
             return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
         }
         model = try closedFormModel()

@@ -64,7 +64,7 @@ public enum FitOptionTable {
             E.integers("batch", \.batch, min: 1, metavar: "B", scope: .encoderOptimizer,
                        help: "Minibatch size (at most N).", defaultRule: "the full batch"),
             E.choices("optimizer", \.optimizer, scope: .encoderOptimizer,
-                      help: "adam, or on the exact full-batch ELBO (--gradient exact) bfgs (GSL's BFGS2) or, for joint, lbfgs (limited-memory BFGS, 30 pairs, in whitened encoder coordinates).",
+                      help: "adam, or on the exact full-batch ELBO (--gradient exact) bfgs (GSL's BFGS2, restarted each amortized step) or lbfgs (limited-memory BFGS, 30 pairs; for joint in whitened linear-encoder coordinates; for amortized with θ held, one minimisation across steps).",
                       defaultRule: "lbfgs for joint with the exact gradient, the full batch and no Adam setting; adam otherwise"),
             E.choices("acceleration", \.acceleration, scope: .accelerable,
                       help: "px (parameter expansion: the M-step also fits the prior of z, then maps back to N(0, I); same cost a step), none (the notes' plain steps) or, for em only, squarem (extrapolate from two EM steps; keep the result only when log p rises).",
@@ -501,9 +501,6 @@ extension FitOptions {
                 throw InputError("--optimizer \(optimizer.rawValue) needs the exact objective: use --gradient exact (Monte Carlo gradients need adam)")
             }
             if batch != nil { throw InputError("--optimizer \(optimizer.rawValue) works on the full batch: drop --batch") }
-            if optimizer == .lbfgs && strategy == .amortized {
-                throw InputError("--optimizer lbfgs is for joint; amortized's quasi-Newton encoder step is bfgs")
-            }
         }
         if resolvedObjective == .iwae {
             guard resolvedGradient == .reparam || resolvedGradient == .dreg else {

@@ -279,7 +279,7 @@ public struct ExperimentRunner: Sendable {
             iterationsTo: FitResult.thresholds.map { result.iterationsTo(within: $0).map(Double.init) },
             recovery: truth.map { Recovery(fit: result.model, truth: $0) },
             mleRecovery: truth.map { Recovery(fit: result.mle.model, truth: $0) },
-            fault: result.fault ?? "")
+            fault: result.fault ?? "", bestAmortizationGap: result.bestAmortizationGap(data: data))
     }
 
     // MARK: All experiments

@@ -145,6 +145,41 @@ enum ExperimentFindings {
         return out
     }
 
+    /// Runs whose encoder family's least amortisation gap is known in closed form: whether each
+    /// ended at it (the gap the family cannot avoid) or short of it (unfinished optimisation).
+    static func amortizationOptimum(_ summaries: [RunSummary]) -> [Finding] {
+        let known = summaries.compactMap { s -> (run: String, best: Double, gap: SampleStatistics)? in
+            guard let best = s.statistics["best_amortization_gap"]?.maximum, let gap = s.statistics["amortization_gap"] else { return nil }
+            return (s.run, best, gap)
+        }
+        guard known.count > 1 else { return [] }
+        // Within 1e-6 nats/point (relative to the gap where it is large) of the least: the stop
+        // rule's reach, and zero on every plot of the report.
+        func reached(_ k: (run: String, best: Double, gap: SampleStatistics)) -> Bool { k.gap.maximum - k.best <= 1e-6 * (1 + k.best) }
+        let at = known.filter(reached), short = known.filter { !reached($0) }
+        let unavoidable = at.filter { $0.best > 1e-6 }.sorted { $0.best > $1.best }
+        let none = at.filter { $0.best <= 1e-6 }
+        var parts: [String] = []
+        if !unavoidable.isEmpty {
+            let off = unavoidable.map { max(abs($0.gap.maximum - $0.best), abs($0.gap.minimum - $0.best)) }.max() ?? 0
+            parts.append(unavoidable.map { "\(b($0.run)) \(g($0.gap.median))" }.joined(separator: ", ")
+                         + " end at the least amortisation gap their family can reach, which no training removes (the closed form"
+                         + " differs by at most \(g(off)) nats/point in any seed)")
+        }
+        if !none.isEmpty {
+            parts.append(none.map { b($0.run) }.joined(separator: ", ") + (none.count == 1 ? " contains" : " contain")
+                         + " the optimal encoder and close the gap (at most \(g(none.map(\.gap.maximum).max() ?? 0)) nats/point left in any seed)")
+        }
+        if !short.isEmpty {
+            parts.append(short.map { "\(b($0.run)) ends \(g($0.gap.maximum - $0.best)) above its family's least in its worst seed" }.joined(separator: ", ")
+                         + ": unfinished optimisation, not amortisation")
+        }
+        let text = "With θ held, an encoder's amortisation gap at convergence is its family's: "
+            + parts.joined(separator: "; ") + " (table Where the runs ended; column best_amortization_gap of runs.csv)."
+        return [Finding(text, claims: known.map { Claim(key: "at-least-amortization-gap:\($0.run)", value: reached($0) ? "yes" : "no", firm: true) },
+                        priority: 0)]
+    }
+
     /// The variance study: every estimator against the reparameterised one near the optimum,
     /// how the variance changes along training, and how it falls with K.
     static func variance(_ rows: [GradientVarianceStudy.Row]) -> [Finding] {

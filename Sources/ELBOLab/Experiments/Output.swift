@@ -252,6 +252,7 @@ extension FitResult {
             ("gap_to_mle", .number(last.map { mle.logLikelihood - $0.score.elbo })),
             ("approximation_gap", .number(last?.score.approximationGap)),
             ("amortization_gap", .number(last?.score.amortizationGap)),
+            ("best_amortization_gap", .number(bestAmortizationGap(data: data))),
             ("seconds_to_tolerance", .object(FitResult.thresholds.map { (formatNumber($0), .number(secondsTo(within: $0))) })),
             ("iterations_to_tolerance", .object(FitResult.thresholds.map { (formatNumber($0), .number(iterationsTo(within: $0).map(Double.init))) })),
             ("stop_reason", .string(stopReason.rawValue)),

@@ -57,6 +57,7 @@ public enum ExperimentReport {
             extra = scalingMarkdown(table)
             findings += ExperimentFindings.scaling(table)
         }
+        findings += ExperimentFindings.amortizationOptimum(summaries)
         var curveFindings = ExperimentFindings.curves(meta: meta, summaries: summaries, points: points, mle: mle)
         if meta.kind == .scaling {
             // Runs at different N are not rivals: who reaches a tolerance first is read per N in

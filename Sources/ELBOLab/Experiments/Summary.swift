@@ -81,6 +81,7 @@ public enum ExperimentSummary {
             ("model_gap", { $0.mleLogLikelihood - $0.logLikelihood }),
             ("approximation_gap", { $0.approximationGap }),
             ("amortization_gap", { $0.amortizationGap }),
+            ("best_amortization_gap", { $0.bestAmortizationGap }),
             ("iterations", { Double($0.iterations) }),
             ("data_passes", { $0.dataPasses }),
             ("gradient_evaluations", { Double($0.gradientEvaluations) }),

@@ -164,6 +164,9 @@ public struct RunRecord: Sendable, Equatable {
     public var recovery: Recovery?
     public var mleRecovery: Recovery?
     public var fault: String
+    /// The least amortisation gap the run's encoder family can reach at its final θ, where known
+    /// (``FitResult/bestAmortizationGap(data:)``).
+    public var bestAmortizationGap: Double? = nil
 
     /// The CSV header of `runs.csv`.
     public static var header: [String] {
@@ -172,7 +175,7 @@ public struct RunRecord: Sendable, Equatable {
             + FitResult.thresholds.map { "seconds_to_\(formatNumber($0))" }
             + FitResult.thresholds.map { "iterations_to_\(formatNumber($0))" }
             + ["principal_angle_deg", "noise_variance", "noise_variance_rel_error", "loading_rel_error",
-               "mle_principal_angle_deg", "mle_noise_variance_rel_error", "mle_loading_rel_error", "fault"]
+               "mle_principal_angle_deg", "mle_noise_variance_rel_error", "mle_loading_rel_error", "fault", "best_amortization_gap"]
     }
 
     var fields: [String] {
@@ -182,7 +185,8 @@ public struct RunRecord: Sendable, Equatable {
             + secondsTo.map(field) + iterationsTo.map(field)
             + [field(recovery?.principalAngleDegrees), field(recovery?.noiseVariance), field(recovery?.noiseVarianceRelativeError),
                field(recovery?.loadingRelativeError), field(mleRecovery?.principalAngleDegrees),
-               field(mleRecovery?.noiseVarianceRelativeError), field(mleRecovery?.loadingRelativeError), fault]
+               field(mleRecovery?.noiseVarianceRelativeError), field(mleRecovery?.loadingRelativeError), fault,
+               field(bestAmortizationGap)]
     }
 
     /// `runs.csv` as a table.
@@ -210,6 +214,8 @@ public struct RunRecord: Sendable, Equatable {
         let le = try num("loading_rel_error"), mAngle = try num("mle_principal_angle_deg")
         let ms2e = try num("mle_noise_variance_rel_error"), mle_le = try num("mle_loading_rel_error")
         let fault = try t.strings("fault")
+        // Absent from files written before the column existed.
+        let best = t.header.contains("best_amortization_gap") ? try num("best_amortization_gap") : t.rows.map { _ in nil }
         return t.rows.indices.map { i in
             RunRecord(experiment: experiment[i], run: run[i], strategy: strategy[i], seed: UInt64(seed[i]), count: n[i],
                       stopReason: stop[i], iterations: iterations[i], dataPasses: passes[i],
@@ -222,7 +228,7 @@ public struct RunRecord: Sendable, Equatable {
                       mleRecovery: mAngle[i] == nil && ms2e[i] == nil ? nil
                           : Recovery(principalAngleDegrees: mAngle[i] ?? .nan, noiseVariance: .nan,
                                      noiseVarianceRelativeError: ms2e[i] ?? .nan, loadingRelativeError: mle_le[i] ?? .nan),
-                      fault: fault[i])
+                      fault: fault[i], bestAmortizationGap: best[i])
         }
     }
 }
