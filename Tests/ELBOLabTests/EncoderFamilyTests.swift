@@ -126,3 +126,34 @@ private final class EncoderHolder {
     var encoder: AmortizedEncoder
     init(_ encoder: AmortizedEncoder) { self.encoder = encoder }
 }
+
+@Suite("Amortisation gap at the family's optimum")
+struct AmortizationOptimumFindingTests {
+    static func record(_ run: String, seed: UInt64, gap: Double, best: Double?) -> RunRecord {
+        RunRecord(experiment: "x", run: run, strategy: "amortized", seed: seed, count: 10, stopReason: "converged", iterations: 5,
+                  dataPasses: 5, gradientEvaluations: 5, seconds: 1, elbo: -1 - gap, logLikelihood: -1, approximationGap: 0,
+                  amortizationGap: gap, mleLogLikelihood: -1, secondsTo: FitResult.thresholds.map { _ in nil },
+                  iterationsTo: FitResult.thresholds.map { _ in nil }, recovery: nil, mleRecovery: nil, fault: "",
+                  bestAmortizationGap: best)
+    }
+
+    @Test("runs at their family's least gap, at zero, and short of it are told apart; runs without a closed form are left out")
+    func classifies() throws {
+        let records = [1, 2].flatMap { (s: UInt64) in [
+            Self.record("small", seed: s, gap: 10 + 1e-9 * Double(s), best: 10),
+            Self.record("contains", seed: s, gap: 2e-8, best: 0),
+            Self.record("short", seed: s, gap: 5 + 0.1 * Double(s), best: 5),
+            Self.record("mlp", seed: s, gap: 1e-3, best: nil),
+        ] }
+        let summaries = ExperimentSummary.summarize(records, runs: ["small", "contains", "short", "mlp"])
+        let finding = try #require(ExperimentFindings.amortizationOptimum(summaries).first)
+        #expect(finding.text.contains("**small** 10 ends at the least amortisation gap"), "\(finding.text)")
+        #expect(finding.text.contains("differs by at most 2.00e-09"), "\(finding.text)")
+        #expect(finding.text.contains("**contains** contains the optimal encoder and closes the gap"), "\(finding.text)")
+        #expect(finding.text.contains("**short** ends 0.2 above"), "\(finding.text)")
+        #expect(!finding.text.contains("mlp"))
+        let values = Dictionary(uniqueKeysWithValues: finding.claims.map { ($0.key, $0.value) })
+        #expect(values == ["at-least-amortization-gap:small": "yes", "at-least-amortization-gap:contains": "yes",
+                           "at-least-amortization-gap:short": "no"])
+    }
+}

@@ -32,7 +32,7 @@ import Testing
         let runs: [(Strategy, [String])] = [
             (.joint, ["--encoder", "mlp", "--gradient", "reparam"]), (.amortized, ["--encoder", "mlp"]),
             (.perDatapoint, ["--e-solver", "adam"]), (.em, []), (.perDatapoint, []), (.semiAmortized, []),
-            (.joint, ["--objective", "iwae", "--gradient", "reparam"]),
+            (.joint, ["--objective", "iwae", "--gradient", "reparam"]), (.amortized, ["--encoder", "low-rank"]),
         ]
         let values: [String?] = entry.isFlag ? [nil] : entry.choices ?? [name == "latent" ? "3" : name == "theta" ? "mle" : "2"]
         var matched = false
@@ -62,7 +62,7 @@ import Testing
         let cases: [(Strategy, [String], String)] = [
             (.em, ["--encoder", "mlp"], "--encoder does not apply to this em run: it is for amortized, joint and semi-amortized"),
             (.perDatapoint, ["--batch", "10"], "--batch does not apply to this per-datapoint run"),
-            (.joint, ["--hidden", "8"], "it is for amortized, joint and semi-amortized with --encoder mlp"),
+            (.joint, ["--hidden", "8"], "it is for amortized, joint and semi-amortized with --encoder mlp or residual"),
             (.joint, ["--m-step", "gradient"], "it is for per-datapoint and amortized"),
             (.joint, ["--kl", "stl"], "it is for Monte Carlo gradients"),
             (.mle, ["--tolerance", "1e-3"], "--tolerance does not apply to this mle run"),
@@ -143,7 +143,7 @@ import Testing
     @Test("a spec's run keys must apply to the run; inherited defaults reach only the runs they apply to")
     func specScope() throws {
         let own = try #require(ExperimentTests.parseError(ExperimentTests.spec(runs: #"{"label": "a", "strategy": "em", "hidden": 8}"#)))
-        #expect(own == "experiments/bad.json: runs[0]: --hidden does not apply to this em run: it is for amortized, joint and semi-amortized with --encoder mlp")
+        #expect(own == "experiments/bad.json: runs[0]: --hidden does not apply to this em run: it is for amortized, joint and semi-amortized with --encoder mlp or residual")
         let json = ExperimentTests.spec(runs: #"{"label": "a", "strategy": "em"}, {"label": "b", "strategy": "joint", "gradient": "reparam"}"#,
                                         extra: #""stop": {"tolerance": 1e-6}, "defaults": {"learning-rate": 0.2, "encoder": "linear"},"#)
         let runs = try ExperimentSpec.parse(Data(json.utf8), path: "spec.json").runs

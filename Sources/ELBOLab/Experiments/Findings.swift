@@ -163,12 +163,12 @@ enum ExperimentFindings {
         if !unavoidable.isEmpty {
             let off = unavoidable.map { max(abs($0.gap.maximum - $0.best), abs($0.gap.minimum - $0.best)) }.max() ?? 0
             parts.append(unavoidable.map { "\(b($0.run)) \(g($0.gap.median))" }.joined(separator: ", ")
-                         + " end at the least amortisation gap their family can reach, which no training removes (the closed form"
+                         + (unavoidable.count == 1 ? " ends" : " end") + " at the least amortisation gap their family can reach, which no training removes (the closed form"
                          + " differs by at most \(g(off)) nats/point in any seed)")
         }
         if !none.isEmpty {
             parts.append(none.map { b($0.run) }.joined(separator: ", ") + (none.count == 1 ? " contains" : " contain")
-                         + " the optimal encoder and close the gap (at most \(g(none.map(\.gap.maximum).max() ?? 0)) nats/point left in any seed)")
+                         + " the optimal encoder and " + (none.count == 1 ? "closes" : "close") + " the gap (at most \(g(none.map(\.gap.maximum).max() ?? 0)) nats/point left in any seed)")
         }
         if !short.isEmpty {
             parts.append(short.map { "\(b($0.run)) ends \(g($0.gap.maximum - $0.best)) above its family's least in its worst seed" }.joined(separator: ", ")
