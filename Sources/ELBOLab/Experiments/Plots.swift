@@ -311,6 +311,9 @@ enum PlotScripts {
     /// The final gap split per run: three bars on a log scale (the parts differ by orders of
     /// magnitude); a part that is zero to rounding is a marked point on the '0' tic, not a missing bar.
     static func split(experiment: String, runs: [String]) -> String {
+        // The first label, rotated 30° and ending at its bar, reaches left of the axis by about
+        // cos 30° of its length: room for it, in characters, or it is cut at the figure's edge.
+        let leftMargin = max(10, Int((Double(runs.first?.count ?? 0) * 0.8).rounded(.up)))
         let tics = runs.enumerated().map { "\(quote($0.element)) \($0.offset)" }.joined(separator: ", ")
         let header = """
         set title \(quote("\(experiment): the final gap to the MLE split three ways (median over seeds; click a legend entry to hide it)"))
@@ -322,6 +325,7 @@ enum PlotScripts {
         set grid ytics
         set key above
         set bmargin 10
+        set lmargin \(leftMargin)
         \(gapAxis(top: 1e2))
         set yrange [\(formatNumber(floorLevel / 2)):*]
         bar(v) = v > \(formatNumber(zeroGap)) ? v : NaN
