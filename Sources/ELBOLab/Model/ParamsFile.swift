@@ -79,7 +79,7 @@ public enum ParamsFile {
 
 /// The bytes of the file at `path`, or an ``InputError`` saying why they cannot be read
 /// (missing, a directory or a device, no permission), with `what` naming the file's role.
-func readFile(_ path: String, what: String) throws -> Data {
+package func readFile(_ path: String, what: String) throws -> Data {
     try refuseNonFile(path, what: what)
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw InputError("\(path): cannot read the \(what): \(String(cString: strerror(errno)))") }

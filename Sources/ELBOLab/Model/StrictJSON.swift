@@ -14,12 +14,12 @@ import Foundation
 /// `spec.json: is not valid JSON: line 3, column 9: the key "W" is repeated (first on line 2)`.
 ///
 /// Numbers are converted by `strtod` on the exact token, so they are correctly rounded.
-enum StrictJSON {
+package enum StrictJSON {
     /// The deepest nesting of arrays and objects accepted (a spec needs about 5).
     static let maxDepth = 64
 
     /// The value in `bytes`; `path` names the file in messages.
-    static func parse(_ bytes: Data, path: String) throws -> SpecValue {
+    package static func parse(_ bytes: Data, path: String) throws -> SpecValue {
         try bytes.withUnsafeBytes { raw in
             var parser = Parser(bytes: raw.bindMemory(to: UInt8.self), path: path)
             return try parser.document()
@@ -272,7 +272,7 @@ enum StrictJSON {
 }
 
 /// A JSON value as the spec reader sees it (read by ``StrictJSON``): JSON's own types, strictly (`true` is not 1).
-enum SpecValue: Sendable {
+package enum SpecValue: Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -281,7 +281,7 @@ enum SpecValue: Sendable {
     case object([String: SpecValue])
 
     /// How the value reads in a message: `"vae"`, `2.5`, `true`, `an array`.
-    var shown: String {
+    package var shown: String {
         switch self {
         case .null: return "null"
         case let .bool(b): return b ? "true" : "false"
