@@ -83,6 +83,10 @@ private func layeringViolations(_ files: [(path: String, text: String)]) -> [Str
         for layer in layerOrder where layer != "CELBOLabKernels" {
             #expect(targets.contains(layer), "no Swift file of \(layer) found under \(Self.sources.path)")
         }
+        // A new folder in Sources/ELBOLab would compile into the umbrella, outside every layer.
+        for target in targets.sorted() {
+            #expect(layerOrder.contains(target), "Sources has Swift files of \(target), which is not in the layer order")
+        }
         #expect(files.contains { importedModules($0.text).contains { $0.module == "CGSL" } },
                 "no file imports CGSL: the import reader is broken")
         let problems = layeringViolations(files)
