@@ -39,7 +39,7 @@ public enum EncoderKind: String, Sendable, CaseIterable, Codable {
 
     /// A fresh encoder of this family for `data`: an MLP of `hidden` units, or a low-rank encoder
     /// of rank `rank`, draws its first-layer weights from `rng`.
-    func make(data: Dataset, latent: Int, hidden: Int, rank: Int = 1, using rng: RandomSource) -> AmortizedEncoder {
+    package func make(data: Dataset, latent: Int, hidden: Int, rank: Int = 1, using rng: RandomSource) -> AmortizedEncoder {
         switch self {
         case .linear: return LinearEncoder(data: data, latent: latent)
         case .mlp: return MLPEncoder(data: data, latent: latent, hidden: hidden, using: rng)
