@@ -12,7 +12,7 @@ extension Strategy {
             .adamSchedule: .when("with --optimizer adam or --m-step gradient") { $0.resolvedOptimizer == .adam || $0.mStep == .gradient },
         ],
         describeRun: encoderRun("amortized"),
-        makeEngine: { try EncoderEngine(data: $0.data, initial: $0.initial, options: $0.options, rng: $0.rng) })
+        makeEngine: { try EncoderEngine(data: $0.data, initial: $0.initial, options: $0.options, rng: $0.rng, coupling: .alternating) })
 }
 
 extension StrategyCondition {

@@ -11,5 +11,5 @@ extension Strategy {
             .adamSchedule: .when("with --optimizer adam") { $0.resolvedOptimizer == .adam },
         ],
         describeRun: encoderRun("joint"),
-        makeEngine: { try EncoderEngine(data: $0.data, initial: $0.initial, options: $0.options, rng: $0.rng) })
+        makeEngine: { try EncoderEngine(data: $0.data, initial: $0.initial, options: $0.options, rng: $0.rng, coupling: .joint) })
 }
