@@ -74,6 +74,28 @@ import Testing
         }
     }
 
+    @Test("--iterations' and --tolerance's default rules state each strategy's resolved default")
+    func defaultRulesMatchTheResolvedDefaults() throws {
+        /// The value the rule "common; v for a and b; …" gives `name`.
+        func value(in rule: String, for name: String) -> String? {
+            let parts = rule.components(separatedBy: "; ")
+            for part in parts.dropFirst() {
+                let split = part.components(separatedBy: " for ")
+                guard split.count == 2 else { return nil }
+                let names = split[1].components(separatedBy: ", ").flatMap { $0.components(separatedBy: " and ") }
+                if names.contains(name) { return split[0] }
+            }
+            return parts.first
+        }
+        let iterations = try #require(FitOptionTable.entry("iterations")?.defaultRule)
+        let tolerance = try #require(FitOptionTable.entry("tolerance")?.defaultRule)
+        for s in Strategy.registered where s.offers(.iterations) {
+            let o = FitOptions(strategy: s, latent: 2)
+            #expect(value(in: iterations, for: s.name).flatMap { Int($0) } == o.resolvedIterations, "\(s.name): \(iterations)")
+            #expect(value(in: tolerance, for: s.name).flatMap { Double($0) } == o.resolvedTolerance, "\(s.name): \(tolerance)")
+        }
+    }
+
     @Test("fit --help lists every registered strategy; --strategy takes exactly the registered names")
     func fitTakesTheRegistry() throws {
         try withTemporaryFolder { folder in

@@ -176,6 +176,21 @@ extension Strategy {
     }
 }
 
+extension Strategy {
+    /// A default that strategies declare, as `--help` says it: the value most of those with
+    /// `capability` share, then the others by name ("100000; 10000 for em").
+    static func defaultRule(among capability: StrategyCapability, _ value: (Strategy) -> String) -> String {
+        var groups: [(value: String, names: [String])] = []
+        for s in registered where s.offers(capability) {
+            let v = value(s)
+            if let i = groups.firstIndex(where: { $0.value == v }) { groups[i].names.append(s.name) } else { groups.append((v, [s.name])) }
+        }
+        guard let common = groups.max(by: { $0.names.count < $1.names.count }) else { return "none" }
+        let others = groups.filter { $0.value != common.value }.map { "\($0.value) for \(listed($0.names))" }
+        return ([common.value] + others).joined(separator: "; ")
+    }
+}
+
 /// "a", "a and b", "a, b and c".
 func listed(_ words: [String]) -> String {
     guard let last = words.last else { return "none" }
