@@ -69,9 +69,13 @@ fuzz: deps
 	$(SWIFT) build $(FUZZBUILD)
 	FUZZTIME=$(FUZZTIME) FUZZMAXLEN=$(FUZZMAXLEN) Fuzz/run.sh $(FUZZTARGETS)
 
-## docs: the library's API reference, a static DocC site in .build/docs/ (index.html)
+## docs: the library's API reference, a static DocC site in .build/docs/ (index.html): the ELBOLab
+## page and one per layer module, combined into one site so that pages link across modules
+DOCTARGETS := ELBOLab ELBOLabNumerics ELBOLabModel ELBOLabVariational ELBOLabEngines ELBOLabExperiments
 docs: deps
-	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target ELBOLab \
+	rm -rf .build/docs
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation \
+	  $(addprefix --target ,$(DOCTARGETS)) --enable-experimental-combined-documentation \
 	  --disable-indexing --transform-for-static-hosting --output-path .build/docs
 
 clean:

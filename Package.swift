@@ -25,11 +25,21 @@ let package = Package(
         // flags), wrapped for Swift; ELBOLab checks the processor at run time (portable path else).
         .target(name: "CELBOLabKernels"),
         .target(name: "ELBOLabKernels", dependencies: ["CELBOLabKernels"]),
-        // The layers, each importing only those below it: numerics (the only one that sees GSL and
-        // the kernels), then the model, variational inference, engines and experiments in ELBOLab.
+        // The layers, each importing only those below it (LayeringTests checks the import lines):
+        // numerics (the only one that sees GSL), the model, variational inference, engines and
+        // experiments. Each upper layer's folder is inside Sources/ELBOLab; ELBOLab itself only
+        // re-exports them, so a user imports one module.
         .target(name: "ELBOLabNumerics", dependencies: ["CGSL", "ELBOLabKernels"]),
-        .target(name: "ELBOLab", dependencies: ["ELBOLabNumerics", "ELBOLabKernels",
-                                                .product(name: "Plot", package: "Plot"), .product(name: "Ink", package: "Ink")]),
+        .target(name: "ELBOLabModel", dependencies: ["ELBOLabNumerics"], path: "Sources/ELBOLab/Model"),
+        .target(name: "ELBOLabVariational", dependencies: ["ELBOLabModel", "ELBOLabKernels"],
+                path: "Sources/ELBOLab/Variational"),
+        .target(name: "ELBOLabEngines", dependencies: ["ELBOLabVariational"], path: "Sources/ELBOLab/Engines"),
+        .target(name: "ELBOLabExperiments", dependencies: ["ELBOLabEngines", .product(name: "Plot", package: "Plot"),
+                                                           .product(name: "Ink", package: "Ink")],
+                path: "Sources/ELBOLab/Experiments"),
+        .target(name: "ELBOLab", dependencies: ["ELBOLabNumerics", "ELBOLabModel", "ELBOLabVariational",
+                                                "ELBOLabEngines", "ELBOLabExperiments"],
+                exclude: ["Model", "Variational", "Engines", "Experiments"]),
         .executableTarget(
             name: "elbolab",
             dependencies: ["ELBOLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -38,7 +48,8 @@ let package = Package(
         .executableTarget(name: "elbolab-bench", dependencies: ["ELBOLab", "CGSL"], path: "Benchmarks/ELBOLabBench"),
         .testTarget(
             name: "ELBOLabTests",
-            dependencies: ["ELBOLab", "ELBOLabNumerics", "ELBOLabKernels", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["ELBOLab", "ELBOLabNumerics", "ELBOLabKernels", "ELBOLabModel", "ELBOLabVariational",
+                           "ELBOLabEngines", "ELBOLabExperiments", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,7 @@
-// The numerics layer (matrices, BLAS and LAPACK faces, random numbers, optimisers) is its own
-// target; a user of ELBOLab imports one module and sees it too.
+// ELBOLab is the library's one module for its users: the layers are targets of their own (so the
+// compiler keeps each from importing upward), re-exported here.
 @_exported import ELBOLabNumerics
+@_exported import ELBOLabModel
+@_exported import ELBOLabVariational
+@_exported import ELBOLabEngines
+@_exported import ELBOLabExperiments

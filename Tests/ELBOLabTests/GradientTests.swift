@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 /// Every analytic gradient of §7 against central finite differences of the exact ELBO (§6).

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 /// One way of holding parameters fixed, with data simulated from a true θ that obeys it.

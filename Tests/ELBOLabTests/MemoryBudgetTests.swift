@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 // Requests too large for the machine (issue 15): refused in one line before anything large is

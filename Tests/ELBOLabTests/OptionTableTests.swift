@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 /// The one table of fit options: `fit`'s flags, the spec reader and the docs all read it, and

@@ -2,6 +2,10 @@ import Foundation
 import PropertyBased
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 // Property-based tests (issue 6) over random models, random q and random data: the ELBO bound

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabEngines
 
 /// The strategies come from one registry: names, `fit --strategy`, the spec reader and the
 /// option scopes' texts all read it, and the texts say what the scopes' predicates do.

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 
 /// The four studies of issue 14 (iwae-bound, iwae-snr, semi-amortized, collapse): quick specs
 /// run and write their files with the right columns, and the claims they report hold on small

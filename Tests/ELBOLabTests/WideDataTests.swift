@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import ELBOLab
+@testable import ELBOLabModel
+@testable import ELBOLabVariational
+@testable import ELBOLabEngines
+@testable import ELBOLabExperiments
 @testable import ELBOLabNumerics
 
 /// Wide data (N < D, as in gene expression): the routes that never form a `D × D` matrix

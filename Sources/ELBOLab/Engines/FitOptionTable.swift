@@ -84,7 +84,7 @@ public enum FitOptionTable {
     }
 
     /// The option named `name` (kebab-case), if any.
-    static func entry(_ name: String) -> FitOptionEntry? { entries.first { $0.name == name } }
+    package static func entry(_ name: String) -> FitOptionEntry? { entries.first { $0.name == name } }
 
     /// Every option's name, in `--help` order.
     public static var names: [String] { entries.map(\.name) }
@@ -159,12 +159,12 @@ public enum FitOptionTable {
 
 /// A problem with one option's value, without the option's name (the caller adds it, as a
 /// flag for `fit` or as a field for a spec).
-struct OptionProblem: Error {
-    let message: String
+package struct OptionProblem: Error {
+    package let message: String
 }
 
 /// A value as given: text on the command line, a typed JSON value in a spec, or a flag.
-enum OptionInput {
+package enum OptionInput {
     case text(String)
     case json(SpecValue)
     case flag
@@ -172,10 +172,10 @@ enum OptionInput {
 
 /// Where an option applies: a predicate on the options in force, and how `--help` and the
 /// refusals say it.
-final class FitOptionScope: Sendable {
+package final class FitOptionScope: Sendable {
     /// The scope's words, built from the registry when asked (``Strategy/described(_:)``).
     private let words: @Sendable () -> String
-    let contains: @Sendable (FitOptions) -> Bool
+    package let contains: @Sendable (FitOptions) -> Bool
 
     var text: String { words() }
 
@@ -215,19 +215,19 @@ final class FitOptionScope: Sendable {
 }
 
 /// One option of ``FitOptionTable``.
-struct FitOptionEntry {
+package struct FitOptionEntry {
     let name: String
     /// The value's name in `--help`; nil for a flag.
     let metavar: String?
     let help: String
     let defaultRule: String?
-    let scope: FitOptionScope
+    package let scope: FitOptionScope
     /// The allowed words, for an option that takes one of a list.
     let choices: [String]?
     /// Parses, checks and stores a given value.
-    let apply: (OptionInput, inout FitOptions) throws -> Void
+    package let apply: (OptionInput, inout FitOptions) throws -> Void
     /// Restores the default (a spec's `null`); nil where the option has no optional default.
-    let reset: ((inout FitOptions) -> Void)?
+    package let reset: ((inout FitOptions) -> Void)?
     /// Checks the value in force (a ``FitOptions`` built in code); nil when it is fine.
     let check: (FitOptions) -> String?
     /// Whether the value in force is the default.

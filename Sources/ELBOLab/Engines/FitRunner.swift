@@ -171,9 +171,3 @@ public struct FitRunner {
         return (span.max() ?? 0) - (span.min() ?? 0) < tolerance
     }
 }
-
-/// A number in its shortest exact decimal form (`0.1`, `1e-07`, `-1234.5`).
-public func formatNumber(_ x: Double) -> String {
-    if x == x.rounded() && abs(x) < 1e15 { return String(Int64(x)) }
-    return String(x)
-}

@@ -235,28 +235,6 @@ extension ExperimentSpec {
     }
 }
 
-/// A JSON value as the spec reader sees it (read by ``StrictJSON``): JSON's own types, strictly (`true` is not 1).
-enum SpecValue: Sendable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([SpecValue])
-    case object([String: SpecValue])
-
-    /// How the value reads in a message: `"vae"`, `2.5`, `true`, `an array`.
-    var shown: String {
-        switch self {
-        case .null: return "null"
-        case let .bool(b): return b ? "true" : "false"
-        case let .number(x): return formatNumber(x)
-        case let .string(s): return JSON.quote(s)
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
-}
-
 /// Walks a spec's JSON, turning every problem into an ``InputError`` naming the file and field.
 struct SpecReader {
     let file: String

@@ -77,7 +77,7 @@ public struct Dataset: Sendable {
     }
 
     /// Whether products with S are cheaper through S itself (D ≤ N: O(D²J) against O(NDJ)).
-    var prefersCovariance: Bool { dimension <= count }
+    package var prefersCovariance: Bool { dimension <= count }
 
     /// S M for a `D × J` matrix M, as S·M when D ≤ N and as Ycᵀ(Yc M)/N otherwise.
     public func covarianceTimes(_ m: Matrix) -> Matrix {

@@ -120,7 +120,7 @@ public struct LinearGaussianModel: Equatable, Sendable {
         return (means, noiseVariance * minv)
     }
 
-    func factorInner() throws -> Cholesky {
+    package func factorInner() throws -> Cholesky {
         guard noiseVariance > 0, noiseVariance.isFinite, loadings.isFinite else {
             throw InputError("model parameters are not valid: s2 = \(noiseVariance) must be positive and W finite")
         }
@@ -145,7 +145,7 @@ public struct LinearGaussianModel: Equatable, Sendable {
 
     /// `log p(y_n) = −½ [D log 2π + log|C| + ‖r_n − Wμ_n‖²/s2 + ‖μ_n‖²]` from the posterior means
     /// μ_n (`N × J`) and their residuals ‖y_n − Wμ_n − b‖².
-    func pointLogLikelihoods(posteriorMeans means: Matrix, residuals: [Double]) throws -> [Double] {
+    package func pointLogLikelihoods(posteriorMeans means: Matrix, residuals: [Double]) throws -> [Double] {
         let constant = Double(dimension) * log(2 * Double.pi) + (try logDeterminantCovariance())
         let j = latent
         var out = [Double](repeating: 0, count: means.rows)

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Every route computes the same quantity (exactly, or as the same Monte Carlo estimate from the
 /// same draws); they differ in cost.
-enum EncoderGradient {
+package enum EncoderGradient {
     /// The exact expected gradient of a linear encoder on the full batch, from the data's second
     /// moments (``LinearEncoderMoments``): what is linear in y never touches the rows.
     case moments(LinearEncoderMoments)
@@ -23,7 +23,7 @@ enum EncoderGradient {
 
     /// The fastest route for L_K's gradient with `encoder`: the one-pass kernel for a linear
     /// encoder where the vector kernels run, else per point.
-    static func importanceWeighted(_ estimator: ImportanceWeightedEstimator, particles: Int,
+    package static func importanceWeighted(_ estimator: ImportanceWeightedEstimator, particles: Int,
                                    encoder: AmortizedEncoder) -> EncoderGradient {
         if encoder is LinearEncoder, let fused = LinearEncoderImportanceWeighted() {
             return .importanceWeightedOnePass(fused, estimator, particles: particles)
@@ -32,7 +32,7 @@ enum EncoderGradient {
     }
 
     /// The fastest route for `estimator` with `encoder` on batches of `batchSize` of `data`.
-    static func fastest(for estimator: GradientEstimator, kl: KLEstimator, samples: Int,
+    package static func fastest(for estimator: GradientEstimator, kl: KLEstimator, samples: Int,
                         encoder: AmortizedEncoder, data: Dataset, batchSize: Int) -> EncoderGradient {
         if let linear = encoder as? LinearEncoder {
             if estimator == .exact && batchSize == data.count { return .moments(LinearEncoderMoments(data: data, encoder: linear)) }
@@ -45,7 +45,7 @@ enum EncoderGradient {
 
     /// ∂/∂θ and ∂/∂φ of the batch-average ELBO at (`model`, `encoder`). `batch` is asked for the
     /// next batch when the route reads rows (the moment route reads none).
-    func gradient(model: LinearGaussianModel, encoder: AmortizedEncoder, batch: () -> Batch,
+    package func gradient(model: LinearGaussianModel, encoder: AmortizedEncoder, batch: () -> Batch,
                   rng: RandomSource) -> (model: ModelGradient, encoder: [Double]) {
         switch self {
         case let .moments(moments):
@@ -82,7 +82,7 @@ extension EncoderGradient {
     /// The exact average ELBO (1/B) Σ ELBO_n of `encoder`'s q at θ on `batch`, with its gradients
     /// with respect to θ and φ (§6, §7): what the quasi-Newton solvers minimise, for an encoder
     /// the moment route does not cover.
-    static func exactELBO(batch: Batch, model theta: LinearGaussianModel,
+    package static func exactELBO(batch: Batch, model theta: LinearGaussianModel,
                           encoder: AmortizedEncoder) -> (value: Double, model: ModelGradient, encoder: [Double]) {
         let out = encoder.forward(batch)
         let n = batch.count, j = out.means.cols

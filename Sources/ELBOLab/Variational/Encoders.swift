@@ -34,7 +34,7 @@ public enum EncoderKind: String, Sendable, CaseIterable, Codable {
     case mlp
 
     /// A fresh encoder of this family for `data` (an MLP of `hidden` units draws its weights from `rng`).
-    func make(data: Dataset, latent: Int, hidden: Int, using rng: RandomSource) -> AmortizedEncoder {
+    package func make(data: Dataset, latent: Int, hidden: Int, using rng: RandomSource) -> AmortizedEncoder {
         switch self {
         case .linear: return LinearEncoder(data: data, latent: latent)
         case .mlp: return MLPEncoder(data: data, latent: latent, hidden: hidden, using: rng)

@@ -344,7 +344,7 @@ extension ELBOGradient {
     ///     are overwritten.
     ///   - scales: √v_n = exp(log v_n / 2), `N × J`.
     ///   - noise: scratch for the draws, `N × J`.
-    static func pointwiseReparameterized(projections p: UnsafeBufferPointer<Double>, gram: Matrix, noiseVariance s2: Double,
+    package static func pointwiseReparameterized(projections p: UnsafeBufferPointer<Double>, gram: Matrix, noiseVariance s2: Double,
                                          means: UnsafeBufferPointer<Double>, scales sd: UnsafeBufferPointer<Double>,
                                          kl: KLEstimator, samples: Int, rng: RandomSource,
                                          noise: UnsafeMutableBufferPointer<Double>,

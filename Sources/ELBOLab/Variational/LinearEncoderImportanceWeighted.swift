@@ -11,7 +11,7 @@ import ELBOLabKernels
 /// the J-dimensional work of its K draws (log-weights, log-sum-exp, normalised weights, the
 /// weighted sums), then Σ y_n [z̄_n g_m,n g_ℓ,n]ᵀ. θ's gradient needs only Σ y z̄ᵀ, Σ z̄ and
 /// Σ_n Σ_k w̃ z zᵀ (J × J), so no draw is stored beyond one tile. Any batch size works.
-final class LinearEncoderImportanceWeighted {
+package final class LinearEncoderImportanceWeighted {
     private var noise: [Double] = []
     private var projection: [SIMD4<Double>] = [], offsets: [SIMD4<Double>] = [], weighted: [SIMD4<Double>] = []
     private var sums: [Double] = []

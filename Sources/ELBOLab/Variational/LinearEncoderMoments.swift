@@ -11,7 +11,7 @@ import Foundation
 /// Only the variances `v_n = exp(E x_n + f)` need the points: one `N × D × J` product forward
 /// and one back. The generic path (encoder forward, ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``,
 /// backward) reads the data five times; this reads it twice.
-struct LinearEncoderMoments {
+package struct LinearEncoderMoments {
     let data: Dataset
     let latent: Int
     let invScale: [Double]
@@ -22,13 +22,13 @@ struct LinearEncoderMoments {
         invScale = encoder.invScale
     }
 
-    struct Evaluation {
+    package struct Evaluation {
         /// (1/N) Σ ELBO_n.
-        var value: Double
+        package var value: Double
         /// ∂/∂θ of the average.
-        var model: ModelGradient
+        package var model: ModelGradient
         /// ∂/∂φ of the average, in the encoder's raw parameters.
-        var encoder: [Double]
+        package var encoder: [Double]
     }
 
     /// What q alone determines: the encoder's weights, the variances and the moments of the means.
@@ -98,7 +98,7 @@ struct LinearEncoderMoments {
 
     /// The θ that maximises the ELBO given this encoder's q: ``LinearGaussianModel/maximizingELBO(data:q:constraints:)``
     /// with its sums taken from the moments.
-    func maximizingModel(encoder parameters: [Double], constraints: ModelConstraints) throws -> LinearGaussianModel {
+    package func maximizingModel(encoder parameters: [Double], constraints: ModelConstraints) throws -> LinearGaussianModel {
         let d = data.dimension, j = latent, n = Double(data.count), s = data.centeredColumnSums
         let st = statistics(parameters)
         let msum = (0..<j).map { st.aSum[$0] + n * st.c[$0] }
@@ -121,7 +121,7 @@ struct LinearEncoderMoments {
         return model
     }
 
-    func evaluate(model: LinearGaussianModel, encoder parameters: [Double]) -> Evaluation {
+    package func evaluate(model: LinearGaussianModel, encoder parameters: [Double]) -> Evaluation {
         let d = data.dimension, j = latent, count = data.count
         let n = Double(count), s2 = model.noiseVariance
         let s = data.centeredColumnSums

@@ -17,7 +17,7 @@ import Foundation
 /// ```
 /// with z̄_n the average of a point's K draws (θ's gradient is linear in Σ (y − ȳ) zᵀ and Σ z;
 /// only Σ z zᵀ needs each draw, and it is J × J).
-final class LinearEncoderReparameterized {
+package final class LinearEncoderReparameterized {
     private var p = Matrix(rows: 0, cols: 0), r = Matrix(rows: 0, cols: 0), q = Matrix(rows: 0, cols: 0)
     private var eps: [Double] = [], sd: [Double] = []
     private var weights = Matrix(rows: 0, cols: 0)

@@ -5,16 +5,16 @@ import Foundation
 /// ```
 /// −ELBO + const = (−2mᵀp + mᵀGm + tr(LᵀGL)) / (2 s2) + ½ (‖L‖² + mᵀm − 2 Σ log L_kk)
 /// ```
-final class PointProblem: @unchecked Sendable {
+package final class PointProblem: @unchecked Sendable {
     let j: Int
     let full: Bool
     let gram: [Double]
     let s2: Double
-    var projection: [Double]
+    package var projection: [Double]
     private var l: [Double]
     private var gl: [Double]
 
-    init(latent: Int, full: Bool, gram: Matrix, noiseVariance: Double) {
+    package init(latent: Int, full: Bool, gram: Matrix, noiseVariance: Double) {
         j = latent
         self.full = full
         self.gram = gram.storage
@@ -24,7 +24,7 @@ final class PointProblem: @unchecked Sendable {
         gl = [Double](repeating: 0, count: latent * latent)
     }
 
-    func encode(mean: Matrix, scales: Matrix, row: Int, point: Int, into x: inout [Double]) {
+    package func encode(mean: Matrix, scales: Matrix, row: Int, point: Int, into x: inout [Double]) {
         for c in 0..<j { x[c] = mean[point, c] }
         if !full {
             for c in 0..<j { x[j + c] = log(scales[row, c]) }
@@ -34,7 +34,7 @@ final class PointProblem: @unchecked Sendable {
         }
     }
 
-    func decode(_ x: [Double], means: inout Matrix, scales: inout Matrix, row: Int) {
+    package func decode(_ x: [Double], means: inout Matrix, scales: inout Matrix, row: Int) {
         for c in 0..<j { means[row, c] = x[c] }
         if !full {
             for c in 0..<j { scales[row, c] = exp(x[j + c]) }
@@ -44,7 +44,7 @@ final class PointProblem: @unchecked Sendable {
         }
     }
 
-    func evaluate(_ x: UnsafeBufferPointer<Double>, _ grad: UnsafeMutableBufferPointer<Double>) -> Double {
+    package func evaluate(_ x: UnsafeBufferPointer<Double>, _ grad: UnsafeMutableBufferPointer<Double>) -> Double {
         var f = 0.0
         // Mean part: (−2mᵀp + mᵀGm)/(2 s2) + ½ mᵀm.
         for a in 0..<j {

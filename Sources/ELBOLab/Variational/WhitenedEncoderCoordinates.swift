@@ -8,13 +8,13 @@
 /// longer carries R's eigenvalue spread (a factor of ~60 on `synth`). Standard units matter:
 /// in raw units (the breast-cancer data: areas of ~10³, smoothness of ~10⁻¹) real directions
 /// look like rounding noise next to the largest eigenvalue.
-struct WhitenedEncoderCoordinates {
+package struct WhitenedEncoderCoordinates {
     /// T, `D × D`, and T⁻¹.
     let map: Matrix, inverse: Matrix
     /// Weight rows (2J); the biases after them pass through unchanged.
     let rows: Int
 
-    init(data: Dataset, encoder: LinearEncoder) throws {
+    package init(data: Dataset, encoder: LinearEncoder) throws {
         let d = data.dimension
         let sd = data.columnVariances.map { $0 > 0 ? $0.squareRoot() : 1 }
         var correlation = data.covariance
@@ -53,9 +53,9 @@ struct WhitenedEncoderCoordinates {
     }
 
     /// The encoder's parameters at coordinates `u`.
-    func parameters(_ u: [Double]) -> [Double] { transform(u, map, transpose: false) }
+    package func parameters(_ u: [Double]) -> [Double] { transform(u, map, transpose: false) }
     /// The coordinates of the encoder's parameters `p`.
-    func coordinates(_ p: [Double]) -> [Double] { transform(p, inverse, transpose: false) }
+    package func coordinates(_ p: [Double]) -> [Double] { transform(p, inverse, transpose: false) }
     /// A gradient with respect to the parameters, pulled back to the coordinates (times Tᵀ).
-    func pullback(_ g: [Double]) -> [Double] { transform(g, map, transpose: true) }
+    package func pullback(_ g: [Double]) -> [Double] { transform(g, map, transpose: true) }
 }

@@ -14,12 +14,12 @@ import Foundation
 /// `spec.json: is not valid JSON: line 3, column 9: the key "W" is repeated (first on line 2)`.
 ///
 /// Numbers are converted by `strtod` on the exact token, so they are correctly rounded.
-enum StrictJSON {
+package enum StrictJSON {
     /// The deepest nesting of arrays and objects accepted (a spec needs about 5).
     static let maxDepth = 64
 
     /// The value in `bytes`; `path` names the file in messages.
-    static func parse(_ bytes: Data, path: String) throws -> SpecValue {
+    package static func parse(_ bytes: Data, path: String) throws -> SpecValue {
         try bytes.withUnsafeBytes { raw in
             var parser = Parser(bytes: raw.bindMemory(to: UInt8.self), path: path)
             return try parser.document()
@@ -267,6 +267,28 @@ enum StrictJSON {
                 i += 1
             }
             return v
+        }
+    }
+}
+
+/// A JSON value as the spec reader sees it (read by ``StrictJSON``): JSON's own types, strictly (`true` is not 1).
+package enum SpecValue: Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([SpecValue])
+    case object([String: SpecValue])
+
+    /// How the value reads in a message: `"vae"`, `2.5`, `true`, `an array`.
+    package var shown: String {
+        switch self {
+        case .null: return "null"
+        case let .bool(b): return b ? "true" : "false"
+        case let .number(x): return formatNumber(x)
+        case let .string(s): return JSON.quote(s)
+        case .array: return "an array"
+        case .object: return "an object"
         }
     }
 }

@@ -1,0 +1,2 @@
+// Every file of this layer sees the layer below (and, through it, the ones under that).
+@_exported import ELBOLabNumerics
