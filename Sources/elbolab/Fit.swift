@@ -10,24 +10,7 @@ struct Fit: ParsableCommand {
         usage: "elbolab fit --data <csv> --latent <J> --strategy <strategy> --output <dir> [<fit options>]",
         discussion: """
         Strategies:
-          mle            the closed-form maximum-likelihood fit (Tipping & Bishop),
-                         the ceiling.
-          em             exact EM: the notes' "E step / M step" with q = p(z|y) in
-                         closed form, parameter-expanded by default.
-          per-datapoint  part A of the notes (variational inference): one Gaussian
-                         q_n per point, optimised by --e-solver, alternating with a
-                         θ step (--m-step).
-          amortized      part B (amortization): an encoder g_φ(y) fitted by
-                         --encoder-steps steps with θ held, alternating with a θ
-                         step (variational EM).
-          joint          part C (joint training, the VAE): θ and φ together, by
-                         one L-BFGS iteration on the exact ELBO (the default) or
-                         one Adam step (--gradient reparam, …).
-          semi-amortized between A and B: the encoder proposes each q_n,
-                         --refine-steps exact gradient steps per point refine
-                         it, θ steps on the refined q; the encoder trains on
-                         its own ELBO (no gradient flows through the steps).
-
+        """ + "\n" + Strategy.help(width: 76) + "\n\n" + """
         Writes DIR/curve.csv (the exact ELBO, log-likelihood and both gaps at
         logged iterations), DIR/summary.json (with collapse diagnostics and the
         importance-weighted bound at the final θ and q, to a standard error of
@@ -56,7 +39,7 @@ struct Fit: ParsableCommand {
 
     @Option(help: "The data, a numeric CSV file (one point per row; one header line allowed).") var data: String
     @OptionGroup var input: DataOptions
-    @Option(help: "mle | em | per-datapoint | amortized | joint | semi-amortized.") var strategy: Strategy
+    @Option(help: ArgumentHelp(Strategy.allCases.map(\.name).joined(separator: " | ") + ".")) var strategy: Strategy
     @Option(help: "Seed of the run's random stream (initial θ, encoder, Monte Carlo draws).") var seed: UInt64 = 1
     @Option(help: "Output folder (created if missing).") var output: String
     @Flag(help: "No progress on stderr.") var quiet = false

@@ -33,6 +33,13 @@ final class EncoderEngine: InferenceEngine {
     private let fullBatch: Batch
     private var evaluations = 0
 
+    /// How θ's and φ's steps are paired: together (joint, part C) or K encoder steps with θ
+    /// held, then a θ step (amortized, part B). The strategy says which.
+    enum Coupling {
+        case joint
+        case alternating
+    }
+
     /// What one step does.
     private enum Schedule {
         /// joint: one iteration of a quasi-Newton solver on (θ, φ), φ in `coordinates` when given.
@@ -54,9 +61,8 @@ final class EncoderEngine: InferenceEngine {
         return nil
     }
 
-    init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource) throws {
-        precondition(options.strategy == .amortized || options.strategy == .joint)
-        name = options.strategy.rawValue
+    init(data: Dataset, initial: LinearGaussianModel, options: FitOptions, rng: RandomSource, coupling: Coupling) throws {
+        name = options.strategy.name
         self.data = data
         self.options = options
         self.rng = rng
@@ -65,7 +71,7 @@ final class EncoderEngine: InferenceEngine {
         encoder = options.encoder.make(data: data, latent: options.latent, hidden: options.hidden, rank: options.rank ?? 1, using: rng)
         let quasiNewton = options.resolvedOptimizer != .adam
         parameterization = ModelParameterization(data: data, latent: options.latent, constraints: options.constraints,
-                                                 units: quasiNewton && options.strategy == .joint ? .common : .standard)
+                                                 units: quasiNewton && coupling == .joint ? .common : .standard)
         let lr = options.resolvedLearningRate, schedule = options.resolvedSchedule
         // K encoder steps per iteration: the encoder's step size decays per iteration, like θ's.
         encoderOptimizer = Adam(count: encoder.parameters.count, learningRate: lr, schedule: schedule.stretched(by: options.encoderSteps))
@@ -82,12 +88,12 @@ final class EncoderEngine: InferenceEngine {
             : .fastest(for: options.resolvedGradient, kl: options.kl, samples: options.samples,
                        encoder: encoder, data: data, batchSize: batchSize)
         guard quasiNewton else {
-            self.schedule = options.strategy == .joint ? .jointAdam : .alternatingAdam
+            self.schedule = coupling == .joint ? .jointAdam : .alternatingAdam
             return
         }
         // The options were checked: a quasi-Newton solver gets the exact objective on the full batch.
         let thetaCount = parameterization.count, phiCount = encoder.parameters.count
-        if options.strategy == .joint {
+        if coupling == .joint {
             // Whitening needs S's eigenvectors: skipped for wide data (D > N), where S is never formed.
             let whitening = data.prefersCovariance
                 ? (encoder as? LinearEncoder).flatMap { try? WhitenedEncoderCoordinates(data: data, encoder: $0) } : nil

@@ -64,21 +64,8 @@ private func buildEngine(_ options: FitOptions, data: Dataset, maximumLikelihood
     if let theta = options.theta {
         initial = try theta.model(for: data, latent: options.latent, constraints: options.constraints)
     }
-    switch options.strategy {
-    case .mle:
-        let fit = try maximumLikelihood
-            ?? LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
-        return try ClosedFormEngine(data: data, fit: fit)
-    case .em:
-        return ExactEMEngine(data: data, initial: initial, constraints: options.constraints, acceleration: options.resolvedAcceleration,
-                             holdsModel: options.theta != nil)
-    case .perDatapoint:
-        return try PerDatapointEngine(data: data, initial: initial, options: options, rng: rng)
-    case .amortized, .joint:
-        return try EncoderEngine(data: data, initial: initial, options: options, rng: rng)
-    case .semiAmortized:
-        return SemiAmortizedEngine(data: data, initial: initial, options: options, rng: rng)
-    }
+    return try options.strategy.makeEngine(EngineInputs(data: data, initial: initial, options: options, rng: rng,
+                                                        maximumLikelihood: maximumLikelihood))
 }
 
 /// Checks θ after a step: finite W and b, s2 positive and finite.
@@ -113,7 +100,7 @@ func meanFieldPosteriors(means: Matrix, logVariances: Matrix, engine: String, it
 
 /// The closed-form MLE as an engine that has converged before its first step.
 final class ClosedFormEngine: InferenceEngine {
-    let name = Strategy.mle.rawValue
+    let name = Strategy.mle.name
     let model: LinearGaussianModel
     private let q: GaussianPosteriors
 
@@ -129,7 +116,7 @@ final class ClosedFormEngine: InferenceEngine {
 
 /// Exact EM (§5): E-step q = p(z|y), M-step in closed form, in moment form on S.
 final class ExactEMEngine: InferenceEngine {
-    let name = Strategy.em.rawValue
+    let name = Strategy.em.name
     let data: Dataset
     let constraints: ModelConstraints
     let acceleration: Acceleration

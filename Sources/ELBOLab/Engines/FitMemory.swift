@@ -15,17 +15,14 @@ extension FitOptions {
         e.add("D × D matrices", doubles: 6, d, min(d, n) + j)
         e.add("scoring buffers", doubles: n, 4 * j + 8)
         let b = min(n, batch ?? n)
-        switch strategy {
-        case .mle, .em:
-            break
-        case .perDatapoint:
+        if strategy.offers(.perPointQ) {
             let width = covariance == .full ? j * j : j
             var perPoint = 2 * (j + width)                       // q, and the E-step's new q
             if eSolver == .adam { perPoint += 6 * j }            // Adam's moments and step buffers
             if eSolver == .bfgs { perPoint += 2 * (j + width) }  // per-block solver state
             if averaging != nil { perPoint += 2 * j }
             e.add("per-point state", doubles: n, perPoint)
-        case .amortized, .joint, .semiAmortized:
+        } else if strategy.hasEncoder {
             let draws = (gradient == nil || gradient == .exact) ? 0 : 3 * samples
             let hiddenWidth = encoder == .mlp || encoder == .residual ? 3 * hidden : encoder == .lowRank ? 3 * (rank ?? 1) : 0
             e.add("per-point state", doubles: b, 8 * j + draws * j + hiddenWidth)

@@ -20,12 +20,12 @@ public enum FitOptionTable {
             E.flag("no-offset", { $0.constraints.zeroOffset }, { $0.constraints.zeroOffset = $1 }, scope: .all,
                    help: "Hold the offset b at 0 (the notes' model y = θ₁z)."),
             E.integers("iterations", \.iterations, min: 0, metavar: "N", scope: .iterative,
-                       help: "Iteration cap.", defaultRule: "10000 for em, 100000 otherwise"),
+                       help: "Iteration cap.", defaultRule: Strategy.defaultRule(among: .iterations) { "\($0.defaultIterations)" }),
             E.real("max-seconds", \.maxSeconds, .positive, metavar: "S", scope: .iterative,
                    help: "Training-time cap in seconds (scoring excluded).", defaultRule: "60"),
             E.reals("tolerance", \.tolerance, .nonNegative, metavar: "T", scope: .iterative,
                     help: "Stop when the best exact ELBO of the last window of logged rows beats the best before it by less than this (nats/point) and, for exact gradients, the window and the row before it lie within this of each other.",
-                    defaultRule: "1e-6; 1e-10 for em"),
+                    defaultRule: Strategy.defaultRule(among: .iterations) { formatNumber($0.defaultTolerance) }),
             E.integers("window", \.window, min: 1, metavar: "K", scope: .iterative,
                        help: "Logged rows the stop rule looks back over.", defaultRule: "5; 10 with Monte Carlo gradients; 30 with --objective iwae"),
             E.integers("log-every", \.logEvery, min: 1, metavar: "K", scope: .iterative,
@@ -177,54 +177,46 @@ package enum OptionInput {
 /// Where an option applies: a predicate on the options in force, and how `--help` and the
 /// refusals say it.
 package final class FitOptionScope: Sendable {
-    let text: String
+    /// The scope's words, built from the registry when asked (``Strategy/described(_:)``).
+    private let words: @Sendable () -> String
     package let contains: @Sendable (FitOptions) -> Bool
 
+    var text: String { words() }
+
     init(_ text: String, _ contains: @escaping @Sendable (FitOptions) -> Bool) {
-        self.text = text
+        words = { text }
         self.contains = contains
     }
 
+    /// The strategies that have `capability` (and, when given, where `condition` holds, which
+    /// `qualifier` says: "with --encoder mlp").
+    init(_ capability: StrategyCapability, _ qualifier: String? = nil, prefix: String = "",
+         _ condition: @escaping @Sendable (FitOptions) -> Bool = { _ in true }) {
+        words = { prefix + Strategy.described(capability) + (qualifier.map { " " + $0 } ?? "") }
+        contains = { $0.strategy.has(capability, in: $0) && condition($0) }
+    }
+
     static let all = FitOptionScope("every strategy") { _ in true }
-    static let iterative = FitOptionScope("every strategy but mle (which has no iterations)") { $0.strategy != .mle }
-    static let perDatapoint = FitOptionScope("per-datapoint") { $0.strategy == .perDatapoint }
-    static let iterativeEStep = FitOptionScope("per-datapoint with --e-solver bfgs or adam") {
-        $0.strategy == .perDatapoint && $0.eSolver != .closedForm
-    }
-    static let alternating = FitOptionScope("per-datapoint and amortized") { $0.strategy == .perDatapoint || $0.strategy == .amortized }
-    static let encoder = FitOptionScope("amortized, joint and semi-amortized") { $0.strategy.hasEncoder }
-    static let encoderOptimizer = FitOptionScope("amortized and joint") { $0.strategy == .amortized || $0.strategy == .joint }
-    static let mlp = FitOptionScope("amortized, joint and semi-amortized with --encoder mlp or residual") {
-        encoder.contains($0) && ($0.encoder == .mlp || $0.encoder == .residual)
-    }
-    static let lowRank = FitOptionScope("amortized, joint and semi-amortized with --encoder low-rank") { encoder.contains($0) && $0.encoder == .lowRank }
-    static let amortized = FitOptionScope("amortized and semi-amortized") { $0.strategy == .amortized || $0.strategy == .semiAmortized }
-    static let semiAmortized = FitOptionScope("semi-amortized") { $0.strategy == .semiAmortized }
-    static let joint = FitOptionScope("joint") { $0.strategy == .joint }
-    static let heldTheta = FitOptionScope("em, per-datapoint, amortized and semi-amortized (mle computes θ; joint training with θ held is amortized)") {
-        $0.strategy == .em || $0.strategy == .perDatapoint || $0.strategy == .amortized || $0.strategy == .semiAmortized
-    }
-    static let importanceWeighted = FitOptionScope("amortized and joint with --objective iwae") {
-        encoderOptimizer.contains($0) && $0.resolvedObjective == .iwae
-    }
-    static let monteCarlo = FitOptionScope("Monte Carlo gradients: amortized, joint and semi-amortized with --gradient reparam or score, per-datapoint with --e-solver adam") {
-        $0.strategy != .mle && $0.strategy != .em && $0.isStochastic
-    }
-    static let adam = FitOptionScope("runs that take Adam steps: per-datapoint with --e-solver adam or --m-step gradient, amortized, semi-amortized, joint with --optimizer adam") {
-        $0.usesAdam
-    }
-    static let adamSchedule = FitOptionScope("runs whose Adam step follows the schedule: per-datapoint with --e-solver adam, amortized, semi-amortized, joint with --optimizer adam") {
-        $0.usesAdam && !($0.strategy == .perDatapoint && $0.eSolver != .adam)
-    }
+    static let iterative = FitOptionScope(.iterations)
+    static let perDatapoint = FitOptionScope(.perPointQ)
+    static let iterativeEStep = FitOptionScope(.perPointQ, "with --e-solver bfgs or adam") { $0.eSolver != .closedForm }
+    static let alternating = FitOptionScope(.mStepChoice)
+    static let encoder = FitOptionScope(.encoder)
+    static let encoderOptimizer = FitOptionScope(.encoderTraining)
+    static let mlp = FitOptionScope(.encoder, "with --encoder mlp or residual") { $0.encoder == .mlp || $0.encoder == .residual }
+    static let lowRank = FitOptionScope(.encoder, "with --encoder low-rank") { $0.encoder == .lowRank }
+    static let amortized = FitOptionScope(.encoderSteps)
+    static let semiAmortized = FitOptionScope(.refinement)
+    static let heldTheta = FitOptionScope(.heldTheta)
+    static let importanceWeighted = FitOptionScope(.encoderTraining, "with --objective iwae") { $0.resolvedObjective == .iwae }
+    static let monteCarlo = FitOptionScope(.monteCarlo, prefix: "Monte Carlo gradients: ")
+    static let adam = FitOptionScope(.adamSteps, prefix: "runs that take Adam steps: ")
+    static let adamSchedule = FitOptionScope(.adamSchedule, prefix: "runs whose Adam step follows the schedule: ")
     static let decaying = FitOptionScope("runs whose Adam step decays (--decay above 0)") {
         adamSchedule.contains($0) && ($0.decay ?? $0.defaultDecay) > 0
     }
-    static let averageable = FitOptionScope("per-datapoint, amortized and joint") {
-        $0.strategy == .perDatapoint || $0.strategy == .amortized || $0.strategy == .joint
-    }
-    static let accelerable = FitOptionScope("em, and per-datapoint with closed-form E- and M-steps") {
-        $0.strategy == .em || $0.isVariationalEM
-    }
+    static let averageable = FitOptionScope(.averaging)
+    static let accelerable = FitOptionScope(.acceleration)
 }
 
 /// One option of ``FitOptionTable``.
@@ -266,7 +258,7 @@ enum NumberDomain {
 extension FitOptionEntry {
     /// `--theta`: "mle", or a params.json (read when the option is parsed).
     static func heldTheta() -> FitOptionEntry {
-        FitOptionEntry(name: "theta", metavar: "FILE", help: "Hold θ fixed and fit only q (em's E-step, per-datapoint) or the encoder (amortized, semi-amortized): a params.json as fit writes it, or mle for the closed-form MLE of the data. The gap to the MLE is then the approximation and amortisation gaps (and θ's own shortfall when θ is not the MLE); in a spec the path is relative to the spec's folder.",
+        FitOptionEntry(name: "theta", metavar: "FILE", help: "Hold θ fixed and fit only q (em's E-step, per-datapoint) or the encoder (amortized, semi-amortized): a params.json as fit writes it, or mle for the closed-form MLE of the data (mle computes θ; joint training with θ held is amortized). The gap to the MLE is then the approximation and amortisation gaps (and θ's own shortfall when θ is not the MLE); in a spec the path is relative to the spec's folder.",
                        defaultRule: "θ is fitted", scope: .heldTheta, choices: nil,
                        apply: { input, o in
                            switch input {
@@ -461,15 +453,7 @@ func editDistance(_ a: String, _ b: String) -> Int {
 
 extension FitOptions {
     /// Whether some step of this run is an Adam step (whose step size and schedule apply).
-    var usesAdam: Bool {
-        switch strategy {
-        case .mle, .em: return false
-        case .perDatapoint: return eSolver == .adam || mStep == .gradient
-        case .amortized: return resolvedOptimizer == .adam || mStep == .gradient
-        case .joint: return resolvedOptimizer == .adam
-        case .semiAmortized: return true
-        }
-    }
+    var usesAdam: Bool { strategy.has(.adamSteps, in: self) }
 
     /// Checks every value and combination: the ranges, the options `given` (by name) that do not
     /// apply to this run, and the combinations that cannot run. Nothing here needs the data.
@@ -524,13 +508,5 @@ extension FitOptions {
     }
 
     /// "joint run", "per-datapoint run with --e-solver closed-form", … for messages.
-    var describedRun: String {
-        switch strategy {
-        case .perDatapoint: return "per-datapoint run (--e-solver \(eSolver.rawValue), --m-step \(mStep.rawValue))"
-        case .amortized, .joint:
-            return "\(strategy.rawValue) run (--encoder \(encoder.rawValue), --gradient \(resolvedGradient.rawValue), --optimizer \(resolvedOptimizer.rawValue))"
-        case .semiAmortized: return "semi-amortized run (--encoder \(encoder.rawValue), --gradient \(resolvedGradient.rawValue))"
-        case .mle, .em: return "\(strategy.rawValue) run"
-        }
-    }
+    var describedRun: String { strategy.describeRun?(self) ?? "\(strategy.name) run" }
 }

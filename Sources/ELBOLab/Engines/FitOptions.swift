@@ -1,25 +1,3 @@
-/// The strategies ELBOLab compares.
-public enum Strategy: String, Sendable, CaseIterable, Codable {
-    /// The closed-form maximum-likelihood fit (Tipping & Bishop): no iterations.
-    case mle
-    /// Exact EM: exact posterior E-step, closed-form M-step.
-    case em
-    /// Part A of the notes: a Gaussian q_n per data point, optimised per point, alternating with θ.
-    case perDatapoint = "per-datapoint"
-    /// Part B: an encoder g_φ(y) fitted with θ held, alternating with θ (variational EM).
-    case amortized
-    /// Part C: θ and φ together by gradient ascent on the ELBO (the VAE).
-    case joint
-    /// Between A and B: the encoder proposes each q_n, R per-point gradient steps refine it,
-    /// θ steps on the refined q (``SemiAmortizedEngine``).
-    case semiAmortized = "semi-amortized"
-}
-
-extension Strategy {
-    /// Whether q comes from an encoder g_φ(y).
-    public var hasEncoder: Bool { self == .amortized || self == .joint || self == .semiAmortized }
-}
-
 /// How the per-datapoint strategy solves its E-step.
 public enum ESolver: String, Sendable, CaseIterable, Codable {
     /// The optimum of §6 in closed form.
@@ -147,13 +125,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var resolvedGradient: GradientEstimator { gradient ?? .exact }
 
     /// Whether the strategy's updates are Monte Carlo estimates.
-    public var isStochastic: Bool {
-        switch strategy {
-        case .mle, .em: return false
-        case .perDatapoint: return eSolver == .adam
-        case .amortized, .joint, .semiAmortized: return resolvedGradient != .exact
-        }
-    }
+    public var isStochastic: Bool { strategy.has(.monteCarlo, in: self) }
 
     /// Whether this run's per-datapoint steps are variational EM in moment form (both closed-form).
     var isVariationalEM: Bool { strategy == .perDatapoint && eSolver == .closedForm && mStep == .closedForm }
@@ -162,11 +134,11 @@ public struct FitOptions: Sendable, Equatable, Codable {
     /// (plain EM crawls on data whose leading eigenvalues dwarf the noise, such as columns in
     /// mixed units), none elsewhere.
     public var resolvedAcceleration: Acceleration {
-        acceleration ?? (strategy == .em || isVariationalEM ? .px : .none)
+        acceleration ?? (strategy.has(.acceleration, in: self) ? .px : .none)
     }
 
     /// The stop tolerance in force (nats/point over the window).
-    public var resolvedTolerance: Double { tolerance ?? (strategy == .em ? 1e-10 : 1e-6) }
+    public var resolvedTolerance: Double { tolerance ?? strategy.defaultTolerance }
 
     /// The stop rule's window in force.
     /// Importance-weighted runs track the log-likelihood, which their noisy θ steps move by less
@@ -226,14 +198,7 @@ public struct FitOptions: Sendable, Equatable, Codable {
     }
 
     /// The iteration cap in force.
-    public var resolvedIterations: Int {
-        if let iterations { return iterations }
-        switch strategy {
-        case .mle: return 0
-        case .em: return 10_000
-        default: return 100_000
-        }
-    }
+    public var resolvedIterations: Int { iterations ?? strategy.defaultIterations }
 
     /// The objective in force.
     public var resolvedObjective: Objective { objective ?? .elbo }

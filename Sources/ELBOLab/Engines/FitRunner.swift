@@ -88,7 +88,7 @@ public struct FitRunner {
         let mle = try LinearGaussianModel.maximumLikelihood(for: data, latent: options.latent, constraints: options.constraints)
         let engine = try makeEngine(options, data: data, maximumLikelihood: mle)
         var result = FitResult(options: options, curve: [], model: engine.model, mle: mle,
-                               stopReason: options.strategy == .mle ? .closedForm : .iterations, fault: nil)
+                               stopReason: options.strategy.offers(.iterations) ? .iterations : .closedForm, fault: nil)
         var passes = 0.0, gradients = 0, seconds = 0.0
         func record(_ t: Int) throws {
             let q = try engine.posteriors()
@@ -110,7 +110,7 @@ public struct FitRunner {
         }
         do {
             try record(0)
-            let maxIterations = options.strategy == .mle ? 0 : options.resolvedIterations
+            let maxIterations = options.strategy.offers(.iterations) ? options.resolvedIterations : 0
             let tolerance = options.resolvedTolerance
             var t = 0
             while t < maxIterations {
