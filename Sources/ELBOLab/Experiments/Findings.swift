@@ -84,7 +84,7 @@ enum ExperimentFindings {
             let second = best[1]
             let firm = (first.1.max() ?? .infinity) * factor < (second.1.min() ?? 0)
             var text = "To get within \(epsText) nats/point of the MLE, the fastest run of each family took "
-            text += best.map { "\(b($0.0)) \(range($0.1)) \(unit)" }.joined(separator: ", ")
+            text += best.map { "\(b($0.0)) \(range($0.1)) \(range($0.1) == "1" && axis == 0 ? "pass" : unit)" }.joined(separator: ", ")
             text += firm ? "; \(b(first.0)) is ahead of \(b(second.0))" + (factor > 1 ? " by at least \(formatNumber(factor))×" : "") + " in every seed"
                 : "; the seeds' ranges for \(b(first.0)) and \(b(second.0)) overlap" + (factor > 1 ? " or differ by less than 2× (timing noise)" : "") + ", so these seeds do not settle which is faster"
             text += " (figure \(figure); median [min–max] over seeds)."
@@ -145,7 +145,7 @@ enum ExperimentFindings {
         return out
     }
 
-    /// Runs whose encoder family's least amortisation gap is known in closed form: whether each
+    /// Runs (with θ held) whose encoder family's least amortisation gap is known in closed form: whether each
     /// ended at it (the gap the family cannot avoid) or short of it (unfinished optimisation).
     static func amortizationOptimum(_ summaries: [RunSummary]) -> [Finding] {
         let known = summaries.compactMap { s -> (run: String, best: Double, gap: SampleStatistics)? in
