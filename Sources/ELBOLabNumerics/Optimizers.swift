@@ -122,8 +122,9 @@ public struct PlainGradientAscent: GradientAscent {
     }
 }
 
-/// Where a quasi-Newton minimisation stands after an iteration (or a whole ``BFGSMinimizer/minimize(_:maxIterations:gradientTolerance:initialStep:lineTolerance:)``):
-/// the "test" of a set/iterate/test loop, kept so the caller can tell why it stopped.
+/// Where a quasi-Newton minimisation (``BFGSMinimizer``, ``LBFGSMinimizer``) stands after an
+/// iteration or a whole `minimize`: the "test" of a set/iterate/test loop, kept so that the
+/// caller can tell why it stopped.
 public enum SolverStatus: String, Sendable, Hashable, CaseIterable {
     /// The last iteration moved the point and no stopping test holds yet.
     case progressing
@@ -323,7 +324,7 @@ public final class BFGSMinimizer {
         return (0..<dimension).map { x.pointee.data[$0 * x.pointee.stride] }
     }
 
-    /// Minimises from the array `x` (overwritten); see ``minimize(_:maxIterations:gradientTolerance:initialStep:lineTolerance:)``.
+    /// Minimises from the array `x` (overwritten), as the buffer version does.
     public func minimize(_ x: inout [Double], maxIterations: Int, gradientTolerance: Double,
                          initialStep: Double = 0.1, lineTolerance: Double = 0.1) -> Minimization {
         x.withUnsafeMutableBufferPointer {
