@@ -122,6 +122,72 @@ public struct PlainGradientAscent: GradientAscent {
     }
 }
 
+/// Where a quasi-Newton minimisation (``BFGSMinimizer``, ``LBFGSMinimizer``) stands after an
+/// iteration or a whole `minimize`: the "test" of a set/iterate/test loop, kept so that the
+/// caller can tell why it stopped.
+public enum SolverStatus: String, Sendable, Hashable, CaseIterable {
+    /// The last iteration moved the point and no stopping test holds yet.
+    case progressing
+    /// The gradient test passed: ‖∇f‖ fell below the requested tolerance.
+    case converged
+    /// No further progress: the point is a minimum to rounding (no descent direction, or a
+    /// predicted decrease below rounding of f), or the line search found no lower point.
+    /// Iterating again changes nothing.
+    case stalled
+    /// The iteration cap was reached first.
+    case iterationLimit = "iteration-limit"
+
+    /// A one-line reading for summaries: the status and what it means.
+    public var explanation: String {
+        switch self {
+        case .progressing: return "progressing: still lowering the objective"
+        case .converged: return "converged: the gradient test passed"
+        case .stalled: return "stalled: no further progress (a minimum to rounding)"
+        case .iterationLimit: return "iteration-limit: the solver's iteration cap was reached"
+        }
+    }
+}
+
+/// How many minimisations (one per data point in a per-point E-step) ended in each status.
+public struct SolverStatusCounts: Sendable, Equatable {
+    /// Minimisations whose gradient test passed.
+    public var converged = 0
+    /// Minimisations that could make no further progress.
+    public var stalled = 0
+    /// Minimisations stopped by the iteration cap.
+    public var iterationLimit = 0
+
+    /// No minimisations counted.
+    public init() {}
+
+    /// Counts one minimisation that ended in `status` (a ``SolverStatus/progressing`` one counts as capped).
+    public mutating func add(_ status: SolverStatus) {
+        switch status {
+        case .converged: converged += 1
+        case .stalled: stalled += 1
+        case .progressing, .iterationLimit: iterationLimit += 1
+        }
+    }
+
+    /// Adds another set of counts.
+    public mutating func add(_ other: SolverStatusCounts) {
+        converged += other.converged
+        stalled += other.stalled
+        iterationLimit += other.iterationLimit
+    }
+
+    /// The number of minimisations counted.
+    public var total: Int { converged + stalled + iterationLimit }
+}
+
+/// What a whole minimisation did: why it stopped and how many iterations it took.
+public struct Minimization: Sendable, Equatable {
+    /// Why it stopped: ``SolverStatus/converged``, ``SolverStatus/stalled`` or ``SolverStatus/iterationLimit``.
+    public var status: SolverStatus
+    /// Iterations taken.
+    public var iterations: Int
+}
+
 /// Minimises a smooth function with GSL's `vector_bfgs2` (a quasi-Newton method with a
 /// Moré–Thuente line search). The objective gives its value and gradient at a point.
 ///
@@ -187,42 +253,69 @@ public final class BFGSMinimizer {
     }
 
     /// Minimises from `x` (overwritten with the result) for at most `maxIterations`, stopping
-    /// when ‖∇f‖ < `gradientTolerance`. Returns the iterations taken.
-    @discardableResult
+    /// when ‖∇f‖ < `gradientTolerance` (``SolverStatus/converged``), when GSL reports no
+    /// further progress (``SolverStatus/stalled``), or at the cap (``SolverStatus/iterationLimit``).
     public func minimize(_ x: UnsafeMutableBufferPointer<Double>, maxIterations: Int, gradientTolerance: Double,
-                         initialStep: Double = 0.1, lineTolerance: Double = 0.1) -> Int {
+                         initialStep: Double = 0.1, lineTolerance: Double = 0.1) -> Minimization {
         precondition(x.count == dimension)
         for i in 0..<dimension { start.pointee.data[i * start.pointee.stride] = x[i] }
-        guard gsl_multimin_fdfminimizer_set(state, &function, start, initialStep, lineTolerance) == Int32(GSL_SUCCESS) else { return 0 }
+        guard gsl_multimin_fdfminimizer_set(state, &function, start, initialStep, lineTolerance) == Int32(GSL_SUCCESS) else {
+            return Minimization(status: .stalled, iterations: 0)
+        }
         var iterations = 0
-        if gsl_multimin_test_gradient(state.pointee.gradient, gradientTolerance) != Int32(GSL_SUCCESS) {
+        var status = SolverStatus.iterationLimit
+        if gsl_multimin_test_gradient(state.pointee.gradient, gradientTolerance) == Int32(GSL_SUCCESS) {
+            status = .converged
+        } else {
             while iterations < maxIterations {
                 iterations += 1
-                if gsl_multimin_fdfminimizer_iterate(state) != Int32(GSL_SUCCESS) { break }   // no further progress
-                if gsl_multimin_test_gradient(state.pointee.gradient, gradientTolerance) == Int32(GSL_SUCCESS) { break }
+                if gsl_multimin_fdfminimizer_iterate(state) != Int32(GSL_SUCCESS) { status = .stalled; break }
+                if gsl_multimin_test_gradient(state.pointee.gradient, gradientTolerance) == Int32(GSL_SUCCESS) { status = .converged; break }
             }
         }
         let best = state.pointee.x!
         for i in 0..<dimension { x[i] = best.pointee.data[i * best.pointee.stride] }
-        return iterations
+        return Minimization(status: status, iterations: iterations)
     }
 
     /// Starts a minimisation at `x` that ``iterate()`` then advances one step at a time,
-    /// keeping the quasi-Newton curvature between steps.
-    public func begin(at x: [Double], initialStep: Double = 0.1, lineTolerance: Double = 0.1) {
+    /// keeping the quasi-Newton curvature between steps. Its gradient test is ‖∇f‖ <
+    /// `gradientTolerance` (0: never, only a stall ends it) and its cap `maxIterations`.
+    public func begin(at x: [Double], initialStep: Double = 0.1, lineTolerance: Double = 0.1,
+                      gradientTolerance: Double = 0, maxIterations: Int = .max) {
         precondition(x.count == dimension)
         for i in 0..<dimension { start.pointee.data[i * start.pointee.stride] = x[i] }
         running = gsl_multimin_fdfminimizer_set(state, &function, start, initialStep, lineTolerance) == Int32(GSL_SUCCESS)
+        stepTolerance = gradientTolerance
+        stepCap = maxIterations
+        iterations = 0
+        status = running ? .progressing : .stalled
     }
 
     private var running = false
+    private var stepTolerance = 0.0
+    private var stepCap = Int.max
+    /// Iterations since ``begin(at:initialStep:lineTolerance:gradientTolerance:maxIterations:)``.
+    public private(set) var iterations = 0
+    /// The status the last ``iterate()`` returned (``SolverStatus/stalled`` before any ``begin(at:initialStep:lineTolerance:gradientTolerance:maxIterations:)``).
+    public private(set) var status = SolverStatus.stalled
 
-    /// One BFGS iteration of the minimisation ``begin(at:initialStep:lineTolerance:)`` started.
-    /// Returns false when it can make no further progress (at a minimum to rounding).
-    public func iterate() -> Bool {
-        guard running else { return false }
-        running = gsl_multimin_fdfminimizer_iterate(state) == Int32(GSL_SUCCESS)
-        return running
+    /// One BFGS iteration of the minimisation ``begin(at:initialStep:lineTolerance:gradientTolerance:maxIterations:)``
+    /// started, then the tests. Once ``SolverStatus/stalled`` it stays so (further iterations
+    /// would change nothing); after ``SolverStatus/converged`` or ``SolverStatus/iterationLimit``
+    /// a further call iterates again.
+    public func iterate() -> SolverStatus {
+        guard running else { status = .stalled; return status }
+        iterations += 1
+        if gsl_multimin_fdfminimizer_iterate(state) != Int32(GSL_SUCCESS) {
+            running = false
+            status = .stalled
+        } else if stepTolerance > 0 && gsl_multimin_test_gradient(state.pointee.gradient, stepTolerance) == Int32(GSL_SUCCESS) {
+            status = .converged
+        } else {
+            status = iterations >= stepCap ? .iterationLimit : .progressing
+        }
+        return status
     }
 
     /// The current point of the running minimisation.
@@ -231,10 +324,9 @@ public final class BFGSMinimizer {
         return (0..<dimension).map { x.pointee.data[$0 * x.pointee.stride] }
     }
 
-    /// Minimises from the array `x` (overwritten).
-    @discardableResult
+    /// Minimises from the array `x` (overwritten), as the buffer version does.
     public func minimize(_ x: inout [Double], maxIterations: Int, gradientTolerance: Double,
-                         initialStep: Double = 0.1, lineTolerance: Double = 0.1) -> Int {
+                         initialStep: Double = 0.1, lineTolerance: Double = 0.1) -> Minimization {
         x.withUnsafeMutableBufferPointer {
             minimize($0, maxIterations: maxIterations, gradientTolerance: gradientTolerance,
                      initialStep: initialStep, lineTolerance: lineTolerance)
@@ -288,7 +380,9 @@ public final class LBFGSMinimizer {
     }
 
     /// Starts at `start`; the first step has length `initialStep` along the steepest descent.
-    public func begin(at start: [Double], initialStep: Double) {
+    /// The gradient test of ``iterate()`` is ‖∇f‖ < `gradientTolerance` (0: never, only a
+    /// stall ends the minimisation) and its cap `maxIterations`.
+    public func begin(at start: [Double], initialStep: Double, gradientTolerance: Double = 0, maxIterations: Int = .max) {
         precondition(start.count == dimension)
         x = start
         f = evaluate(x, into: &g)
@@ -297,6 +391,35 @@ public final class LBFGSMinimizer {
         curvatures.removeAll()
         firstStep = initialStep
         running = f.isFinite
+        tolerance = gradientTolerance
+        cap = maxIterations
+        iterations = 0
+        status = running ? .progressing : .stalled
+    }
+
+    private var tolerance = 0.0
+    private var cap = Int.max
+    /// Iterations since ``begin(at:initialStep:gradientTolerance:maxIterations:)``.
+    public private(set) var iterations = 0
+    /// The status the last ``iterate()`` returned (``SolverStatus/stalled`` before any ``begin(at:initialStep:gradientTolerance:maxIterations:)``).
+    public private(set) var status = SolverStatus.stalled
+
+    /// Minimises from `x` (overwritten with the result): ``begin(at:initialStep:gradientTolerance:maxIterations:)``,
+    /// then ``iterate()`` until it returns anything but ``SolverStatus/progressing``. A start
+    /// that already passes the gradient test is ``SolverStatus/converged`` after 0 iterations.
+    public func minimize(_ x: inout [Double], maxIterations: Int, gradientTolerance: Double, initialStep: Double = 0.1) -> Minimization {
+        begin(at: x, initialStep: initialStep, gradientTolerance: gradientTolerance, maxIterations: maxIterations)
+        var result = SolverStatus.progressing
+        if !running {
+            result = .stalled
+        } else if dot(g, g).squareRoot() < gradientTolerance {
+            result = .converged
+        } else if maxIterations <= 0 {
+            result = .iterationLimit
+        }
+        while result == .progressing { result = iterate() }
+        x = point
+        return Minimization(status: result, iterations: iterations)
     }
 
     /// The point reached.
@@ -328,11 +451,26 @@ public final class LBFGSMinimizer {
         }
     }
 
-    /// One iteration: a direction, a line search along it, the new step pair.
-    /// Returns false when no step lowers the objective (at a minimum to rounding).
-    @discardableResult
-    public func iterate() -> Bool {
-        guard running else { return false }
+    /// One iteration: a direction, a line search along it, the new step pair; then the tests.
+    /// ``SolverStatus/stalled`` when no step lowers the objective (at a minimum to rounding, or
+    /// the line search failed), and from then on until the next `begin`; after
+    /// ``SolverStatus/converged`` or ``SolverStatus/iterationLimit`` a further call iterates again.
+    public func iterate() -> SolverStatus {
+        guard running else { status = .stalled; return status }
+        iterations += 1
+        status = advance() ? test() : .stalled
+        if status == .stalled { running = false }
+        return status
+    }
+
+    /// The gradient test, then the cap.
+    private func test() -> SolverStatus {
+        if tolerance > 0 && dot(g, g).squareRoot() < tolerance { return .converged }
+        return iterations >= cap ? .iterationLimit : .progressing
+    }
+
+    /// The iteration itself; false when it could not move.
+    private func advance() -> Bool {
         let n = dimension
         computeDirection()
         var slope = dot(g, direction)

@@ -53,7 +53,7 @@ struct EncoderFamilyTests {
             return -r.value
         }
         lbfgs.begin(at: start.parameters, initialStep: 0.1)
-        for _ in 0..<20_000 { if !lbfgs.iterate() { break } }
+        for _ in 0..<20_000 { if lbfgs.iterate() == .stalled { break } }
         box.encoder.parameters = lbfgs.point
         return box.encoder
     }

@@ -30,7 +30,7 @@ struct QuasiNewtonTests {
         solver.begin(at: [Double](repeating: 0, count: n), initialStep: 0.1)
         var last = solver.value
         for _ in 0..<200 {
-            guard solver.iterate() else { break }
+            guard solver.iterate() == .progressing else { break }
             #expect(solver.value <= last)
             last = solver.value
         }
@@ -46,10 +46,10 @@ struct QuasiNewtonTests {
             return x[0] * x[0] + x[1] * x[1]
         }
         solver.begin(at: [0, 0], initialStep: 1)
-        #expect(!solver.iterate())
+        #expect(solver.iterate() == .stalled)
         let broken = LBFGSMinimizer(dimension: 1) { _, g in g[0] = 0; return .nan }
         broken.begin(at: [1], initialStep: 1)
-        #expect(!broken.iterate())
+        #expect(broken.iterate() == .stalled)
     }
 
     static func data() -> Dataset {

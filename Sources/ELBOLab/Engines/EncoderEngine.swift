@@ -190,38 +190,45 @@ final class EncoderEngine: InferenceEngine {
             x.append(contentsOf: coordinates?.coordinates(encoder.parameters) ?? encoder.parameters)
             solver.begin(at: x, initialStep: 0.01)
         }
-        solver.iterate()
+        let status = solver.iterate()
         let x = solver.point
         let split = parameterization.count
         model = parameterization.unpack(Array(x[..<split]))
         let u = Array(x[split...])
         encoder.parameters = coordinates?.parameters(u) ?? u
-        return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before,
+                        solverStatus: status, solverCoversObjective: true)
     }
 
     private func alternatingQuasiNewtonStep(_ solver: BFGSMinimizer) throws -> StepWork {
         let before = evaluations
         var phi = encoder.parameters   // the objective reads `encoder`: no inout access to it meanwhile
-        solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01)
+        let status = solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01).status
         encoder.parameters = phi
-        guard options.theta == nil else {   // θ held: the encoder's iterations are the whole step
-            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        guard options.theta == nil else {   // θ held: the encoder's iterations are the whole step, over the whole objective
+            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before,
+                            solverStatus: status, solverCoversObjective: true)
         }
         model = try closedFormModel()
-        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before)
+        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before, solverStatus: status)
     }
 
     private func alternatingLimitedMemoryStep(_ solver: LBFGSMinimizer) throws -> StepWork {
         let before = evaluations
         // A new θ is a new objective: its old curvature pairs no longer apply.
         if iteration == 1 || options.theta == nil { solver.begin(at: encoder.parameters, initialStep: 0.01) }
-        for _ in 0..<max(1, options.encoderSteps) { if !solver.iterate() { break } }   // false: stalled at a minimum
+        var status = SolverStatus.progressing
+        for _ in 0..<max(1, options.encoderSteps) {
+            status = solver.iterate()
+            if status != .progressing { break }
+        }
         encoder.parameters = solver.point
-        guard options.theta == nil else {
-            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before)
+        guard options.theta == nil else {   // θ held: one minimisation over the whole objective
+            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before,
+                            solverStatus: status, solverCoversObjective: true)
         }
         model = try closedFormModel()
-        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before)
+        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before, solverStatus: status)
     }
 
     private func jointAdamStep() -> StepWork {
@@ -285,10 +292,10 @@ private enum QuasiNewton {
         }
     }
 
-    func iterate() {
+    func iterate() -> SolverStatus {
         switch self {
-        case let .gsl(s): _ = s.iterate()
-        case let .limitedMemory(s): s.iterate()
+        case let .gsl(s): return s.iterate()
+        case let .limitedMemory(s): return s.iterate()
         }
     }
 

@@ -11,10 +11,28 @@ public struct StepWork: Sendable, Equatable {
     /// Gradient evaluations over a batch (or, for BFGS E-steps, the mean iterations per point).
     public var gradientEvaluations: Int
 
-    /// The work of one step: data passes and gradient evaluations.
-    public init(dataPasses: Double, gradientEvaluations: Int) {
+    /// The status of the quasi-Newton solver the step ran, nil where it ran none.
+    public var solverStatus: SolverStatus?
+    /// Whether that solver minimises the whole objective the run climbs ((θ, φ) together, or
+    /// φ with θ held): then its ``SolverStatus/converged`` or ``SolverStatus/stalled`` means no
+    /// further step can change anything, and the run stops.
+    public var solverCoversObjective: Bool
+    /// For per-point BFGS E-steps, how many points' minimisations ended in each status.
+    public var pointStatusCounts: SolverStatusCounts?
+
+    /// The work of one step: data passes and gradient evaluations, and the status of its solver, if any.
+    public init(dataPasses: Double, gradientEvaluations: Int, solverStatus: SolverStatus? = nil,
+                solverCoversObjective: Bool = false, pointStatusCounts: SolverStatusCounts? = nil) {
         self.dataPasses = dataPasses
         self.gradientEvaluations = gradientEvaluations
+        self.solverStatus = solverStatus
+        self.solverCoversObjective = solverCoversObjective
+        self.pointStatusCounts = pointStatusCounts
+    }
+
+    /// Whether the run can stop: a solver over the whole objective can make no further progress.
+    var finishesRun: Bool {
+        solverCoversObjective && (solverStatus == .converged || solverStatus == .stalled)
     }
 }
 

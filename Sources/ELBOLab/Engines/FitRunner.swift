@@ -17,7 +17,9 @@ public struct CurveRow: Sendable, Equatable {
 
 /// Why a fit stopped.
 public enum StopReason: String, Sendable, Codable {
-    /// The exact ELBO improved by less than the tolerance over the window.
+    /// The exact ELBO improved by less than the tolerance over the window, or a solver over
+    /// the whole objective reported that it converged or could make no further progress
+    /// (``FitResult/solverStatus`` says which).
     case converged
     /// The iteration cap was reached.
     case iterations
@@ -47,6 +49,10 @@ public struct FitResult: Sendable {
     public var fault: String?
     /// The q of the last logged row (with ``model``, what the run ends with).
     public var posteriors: GaussianPosteriors? = nil
+    /// The status the quasi-Newton solver reported at the last step, nil where the strategy runs none.
+    public var solverStatus: SolverStatus? = nil
+    /// How many points' minimisations ended in each status in the last per-point BFGS E-step, if any.
+    public var pointStatusCounts: SolverStatusCounts? = nil
 
     /// The last logged row.
     public var final: CurveRow? { curve.last }
@@ -126,7 +132,11 @@ public struct FitRunner {
                 t += 1
                 passes += work.dataPasses
                 gradients += work.gradientEvaluations
-                let last = t == maxIterations || seconds >= options.maxSeconds
+                if let status = work.solverStatus { result.solverStatus = status }
+                if let counts = work.pointStatusCounts { result.pointStatusCounts = counts }
+                // A solver over the whole objective that converged or stalled: further steps change nothing.
+                let finished = work.finishesRun
+                let last = t == maxIterations || seconds >= options.maxSeconds || finished
                 if FitRunner.isLogged(t, every: options.logEvery) || last {
                     try record(t)
                     if converged(result.curve, window: options.resolvedWindow, tolerance: tolerance, settled: !options.isStochastic,
@@ -135,6 +145,7 @@ public struct FitRunner {
                         break
                     }
                 }
+                if finished { result.stopReason = .converged; break }
                 if seconds >= options.maxSeconds { result.stopReason = .time; break }
             }
         } catch let fault as NumericalFault {

@@ -37,7 +37,9 @@ final class AveragedEngine: InferenceEngine {
     }
 
     func step() throws -> StepWork {
-        let work = try inner.step()
+        var work = try inner.step()
+        // The average still moves after the iterate stops: the solver's status cannot end the run.
+        work.solverCoversObjective = false
         let q = try inner.posteriors()
         precondition(q.family == .diagonal, "makeEngine admits a diagonal q only")
         count += 1

@@ -30,7 +30,7 @@ final class ClosedFormPerPoint: PerPointSolver {
 
 /// GSL BFGS2 on each point's exact negative ELBO (``PointProblem``), warm-started from the
 /// current q_n, points split into fixed blocks across cores. Its gradient evaluations are the
-/// mean iterations per point.
+/// mean iterations per point; its work carries how many points converged, stalled or hit the cap.
 final class BFGSPerPoint: PerPointSolver {
     let data: Dataset
     let latent: Int
@@ -53,7 +53,7 @@ final class BFGSPerPoint: PerPointSolver {
         let g = model.gram, s2 = model.noiseVariance
         let current = q
         let maxIterations = iterations
-        let blocks = try blockedReduce(count: n, blockSize: 256) { range -> Result<(Matrix, Matrix, Int), Error> in
+        let blocks = try blockedReduce(count: n, blockSize: 256) { range -> Result<(Matrix, Matrix, Int, SolverStatusCounts), Error> in
             Result {
                 let problem = PointProblem(latent: j, full: full, gram: g, noiseVariance: s2)
                 let minimizer = try BFGSMinimizer(dimension: dim, objective: problem.evaluate)
@@ -61,26 +61,31 @@ final class BFGSPerPoint: PerPointSolver {
                 var scales = Matrix(rows: range.count, cols: current.scales.cols)
                 var x = [Double](repeating: 0, count: dim)
                 var total = 0
+                var counts = SolverStatusCounts()
                 for (k, point) in range.enumerated() {
                     for c in 0..<j { problem.projection[c] = p[point, c] }
                     problem.encode(mean: current.means, scales: current.scales, row: current.isShared ? 0 : point, point: point, into: &x)
-                    total += minimizer.minimize(&x, maxIterations: maxIterations, gradientTolerance: 1e-9)
+                    let result = minimizer.minimize(&x, maxIterations: maxIterations, gradientTolerance: 1e-9)
+                    total += result.iterations
+                    counts.add(result.status)
                     problem.decode(x, means: &means, scales: &scales, row: k)
                 }
-                return (means, scales, total)
+                return (means, scales, total, counts)
             }
         }.map { try $0.get() }
         var means = Matrix(rows: n, cols: j), scales = Matrix(rows: n, cols: current.scales.cols)
         var total = 0
+        var counts = SolverStatusCounts()
         var offset = 0
-        for (m, s, t) in blocks {
+        for (m, s, t, c) in blocks {
             for i in 0..<m.storage.count { means.storage[offset * j + i] = m.storage[i] }
             for i in 0..<s.storage.count { scales.storage[offset * s.cols + i] = s.storage[i] }
             offset += m.rows
             total += t
+            counts.add(c)
         }
         q = GaussianPosteriors(means: means, family: family, scales: scales)
-        return StepWork(dataPasses: 1, gradientEvaluations: total / max(n, 1))
+        return StepWork(dataPasses: 1, gradientEvaluations: total / max(n, 1), pointStatusCounts: counts)
     }
 }
 

@@ -101,6 +101,12 @@ extension FitResult {
             ("stop_reason", .string(stopReason.rawValue)),
         ]
         if let fault { pairs.append(("fault", .string(fault))) }
+        if let solverStatus { pairs.append(("solver_status", .string(solverStatus.explanation))) }
+        if let c = pointStatusCounts {
+            pairs.append(("point_solver_status", .object([("converged", .number(Double(c.converged))),
+                                                          ("stalled", .number(Double(c.stalled))),
+                                                          ("iteration_limit", .number(Double(c.iterationLimit)))])))
+        }
         pairs.append(contentsOf: diagnosticsSummary(data: data, particles: options.resolvedParticles))
         pairs.append(("seed", .number(Double(options.seed))))
         pairs.append(("noise_variance_fixed", .number(options.constraints.noiseVariance)))

@@ -78,7 +78,8 @@ public enum SemiAmortizedStudy {
             var steps = 0, rise = Double.infinity, last = -lbfgs.value, stalled = false
             while steps < s.trainSteps {
                 for _ in 0..<50 where !stalled {
-                    if lbfgs.iterate() { steps += 1 } else { stalled = true }
+                    // No gradient test or cap was set: the status is progressing or stalled.
+                    if lbfgs.iterate() == .stalled { stalled = true } else { steps += 1 }
                 }
                 rise = -lbfgs.value - last
                 last = -lbfgs.value
