@@ -193,7 +193,7 @@ public struct Minimization: Sendable, Equatable {
 ///
 /// One minimiser is made per thread and reused for many problems of the same size (one per
 /// data point in the per-datapoint E-step), so nothing is allocated per problem: the caller
-/// changes what the objective reads between calls to ``minimize(_:maxIterations:gradientTolerance:initialStep:lineTolerance:)``.
+/// changes what the objective reads between calls to ``minimize(_:maxIterations:gradientTolerance:initialStep:lineTolerance:)-(UnsafeMutableBufferPointer<Double>,_,_,_,_)``.
 public final class BFGSMinimizer {
     /// Value and gradient at `x`: returns f(x) and writes ∇f(x) into the buffer.
     public typealias Objective = (_ x: UnsafeBufferPointer<Double>, _ gradient: UnsafeMutableBufferPointer<Double>) -> Double

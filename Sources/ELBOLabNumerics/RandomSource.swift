@@ -55,7 +55,7 @@ public final class RandomSource {
     /// A standard normal draw.
     ///
     /// Generators with 32-bit words (mt19937, ranlxd2, taus2, gfsr4) go through ELBOLab's own
-    /// 128-layer ziggurat (``GaussianZiggurat``: one raw word per candidate, layer, sign and
+    /// 128-layer ziggurat (`GaussianZiggurat`: one raw word per candidate, layer, sign and
     /// magnitude from disjoint bits, magnitudes resolved to wᵢ / 2²⁴ ≤ 2.2e-7, about 1.04 words
     /// per draw). ranlux389, with 24-bit words, uses `gsl_ran_gaussian_ziggurat` instead.
     @inline(__always)

@@ -37,7 +37,7 @@ public struct StepWork: Sendable, Equatable {
 }
 
 /// An inference strategy as a stepper: it owns θ and its variational parameters and knows
-/// how to take one step. It does not score itself; the ``Scorer`` does, from outside.
+/// how to take one step. It does not score itself; the ``/ELBOLabVariational/Scorer`` does, from outside.
 public protocol InferenceEngine: AnyObject {
     /// The strategy's name (`per-datapoint`, …), for messages.
     var name: String { get }
@@ -51,7 +51,7 @@ public protocol InferenceEngine: AnyObject {
 
 /// Builds the engine that `options` describe, starting from the seed's shared initial θ.
 ///
-/// - Throws: ``InputError`` when the options do not hold together (``FitOptions/validate(given:)``)
+/// - Throws: `InputError` when the options do not hold together (``FitOptions/validate(given:)``)
 ///   or do not fit the data.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
     try makeEngine(options, data: data, maximumLikelihood: nil)

@@ -22,7 +22,7 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case adam
     /// GSL's BFGS2 quasi-Newton method on the exact ELBO (needs the exact gradient).
     case bfgs
-    /// Limited-memory BFGS on the exact ELBO (needs the exact gradient): ``LBFGSMinimizer``.
+    /// Limited-memory BFGS on the exact ELBO (needs the exact gradient): `LBFGSMinimizer`.
     case lbfgs
 }
 
@@ -100,12 +100,12 @@ public struct FitOptions: Sendable, Equatable, Codable {
     public var decayPower: Double? = nil
 
     /// Semi-amortized: the refinement steps R per point, and their rate α (nil:
-    /// ``PerPointRefinement/defaultRate(for:)``).
+    /// ``/ELBOLabVariational/PerPointRefinement/defaultRate(for:)``).
     public var refineSteps: Int = 5
     public var refineRate: Double? = nil
 
     /// Per-datapoint, amortized, joint: score the Polyak–Ruppert average of the iterates with
-    /// weights growing like t^η (``AveragedEngine``); nil scores the iterate itself.
+    /// weights growing like t^η (`AveragedEngine`); nil scores the iterate itself.
     public var averaging: Double? = nil
 
     /// em and per-datapoint variational EM: how the steps are accelerated; nil:

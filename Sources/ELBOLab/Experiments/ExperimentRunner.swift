@@ -47,7 +47,7 @@ public struct ExperimentRunner: Sendable {
     /// Jobs run at once (default: the number of cores).
     public var workers: Int
     /// Keep the finished run × seed pairs already in the output folder and run only the rest
-    /// (see ``FinishedJobs``).
+    /// (see `FinishedJobs`).
     public var resume: Bool
     /// The memory the data and the running jobs may use (see ``memoryEstimate(_:counts:dimension:)``).
     public var memory: MemoryBudget = .machine
@@ -286,7 +286,7 @@ public struct ExperimentRunner: Sendable {
 
     /// The specs in `folder` (every `*.json`), in run order: by `order`, then by name.
     ///
-    /// - Throws: ``InputError`` for the first spec that does not load, or for two specs with one name.
+    /// - Throws: `InputError` for the first spec that does not load, or for two specs with one name.
     public static func specs(in folder: String) throws -> [ExperimentSpec] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {

@@ -4,7 +4,7 @@ import Foundation
 /// `experiments/README.md`).
 ///
 /// A spec names the data (simulated from the model, or a CSV file), the runs (a label, a
-/// strategy and any ``FitOptions`` field under its CLI name), the seeds every run is repeated
+/// strategy and any ``/ELBOLabEngines/FitOptions`` field under its CLI name), the seeds every run is repeated
 /// over, the log schedule and the stop rule. Two special kinds add a study to the curves:
 /// `gradient-variance` (the variance of Monte Carlo gradient estimators at a fixed (θ, q)) and
 /// `scaling` (every run repeated at several data sizes N).
@@ -220,7 +220,7 @@ public struct VarianceSpec: Sendable {
 extension ExperimentSpec {
     /// Reads and checks the spec at `path`.
     ///
-    /// - Throws: ``InputError`` naming the file and the field, e.g.
+    /// - Throws: `InputError` naming the file and the field, e.g.
     ///   `experiments/ppca.json: runs[2].strategy: unknown strategy "vae" (expected one of mle, em, per-datapoint, amortized, joint)`.
     public static func load(path: String) throws -> ExperimentSpec {
         try parse(try readFile(path, what: "spec file"), path: path)

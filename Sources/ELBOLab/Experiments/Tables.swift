@@ -4,7 +4,7 @@ import Foundation
 /// report (summary and plots) is rebuilt from.
 ///
 /// Fields holding a comma, a quote or a line break are quoted (RFC 4180); numbers are written in
-/// their shortest exact form (``formatNumber(_:)``), so reading a table back gives the same values.
+/// their shortest exact form (`formatNumber(_:)`), so reading a table back gives the same values.
 public struct CSVTable: Sendable {
     public var header: [String]
     public var rows: [[String]]
@@ -31,7 +31,7 @@ public struct CSVTable: Sendable {
         }.joined(separator: ",") + "\n"
     }
 
-    /// Reads the table at `path`. - Throws: ``InputError`` naming the file and line.
+    /// Reads the table at `path`. - Throws: `InputError` naming the file and line.
     public static func read(path: String) throws -> CSVTable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the file")
@@ -94,7 +94,7 @@ public struct CSVTable: Sendable {
         return CSVTable(header: header, rows: body, name: name)
     }
 
-    /// The index of column `name`. - Throws: ``InputError`` when it is missing.
+    /// The index of column `name`. - Throws: `InputError` when it is missing.
     public func column(_ column: String) throws -> Int {
         guard let i = header.firstIndex(of: column) else {
             throw InputError("\(name): has no column \"\(column)\" (columns: \(header.joined(separator: ", ")))")
@@ -156,7 +156,7 @@ public struct RunRecord: Sendable, Equatable {
     public var approximationGap: Double
     public var amortizationGap: Double
     public var mleLogLikelihood: Double
-    /// Seconds to within each of ``FitResult/thresholds`` of the MLE (nil: not reached).
+    /// Seconds to within each of ``/ELBOLabExperiments/ELBOLabEngines/FitResult/thresholds`` of the MLE (nil: not reached).
     public var secondsTo: [Double?]
     /// Iterations to within each threshold.
     public var iterationsTo: [Double?]
@@ -165,7 +165,7 @@ public struct RunRecord: Sendable, Equatable {
     public var mleRecovery: Recovery?
     public var fault: String
     /// The least amortisation gap the run's encoder family can reach at its final θ, where known
-    /// (``FitResult/bestAmortizationGap(data:)``).
+    /// (``/ELBOLabEngines/FitResult/bestAmortizationGap(data:)``).
     public var bestAmortizationGap: Double? = nil
 
     /// The CSV header of `runs.csv`.
@@ -233,7 +233,7 @@ public struct RunRecord: Sendable, Equatable {
     }
 }
 
-/// The header of `curves.csv`: the run's identity, then ``CurveRow/csvHeader``.
+/// The header of `curves.csv`: the run's identity, then ``/ELBOLabExperiments/ELBOLabEngines/CurveRow/csvHeader``.
 public let curvesHeader = ["experiment", "run", "strategy", "seed"] + CurveRow.csvHeader.split(separator: ",").map(String.init)
 
 /// One curve row with its run's identity, as read back from `curves.csv`.

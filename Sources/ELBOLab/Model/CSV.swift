@@ -133,7 +133,7 @@ public struct NumericCSV: Sendable {
 /// LF or CRLF line ends, a UTF-8 byte-order mark, one non-numeric header line, blank lines at
 /// the end. A first column that looks like a row index (an empty header name over 0…N−1 or
 /// 1…N, as pandas' and R's writers add) is refused rather than fitted as data. Everything else
-/// is an ``InputError`` that names the file, the line, the column and what is wrong. The file
+/// is an ``/ELBOLabNumerics/InputError`` that names the file, the line, the column and what is wrong. The file
 /// is read line by line into one buffer of the exact size, counted first, so the text is never
 /// held whole next to the numbers.
 public enum CSV {

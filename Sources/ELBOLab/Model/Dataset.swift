@@ -145,7 +145,7 @@ public struct Dataset: Sendable {
     /// - Parameters:
     ///   - latent: the latent dimension J to be fitted.
     ///   - noiseFixed: with the noise variance held fixed, J = D is allowed.
-    /// - Throws: ``InputError`` naming the problem: too few rows, J out of range, constant data.
+    /// - Throws: ``/ELBOLabNumerics/InputError`` naming the problem: too few rows, J out of range, constant data.
     public func validate(latent: Int, noiseFixed: Bool) throws {
         let maxJ = noiseFixed ? dimension : dimension - 1
         if maxJ < 1 {

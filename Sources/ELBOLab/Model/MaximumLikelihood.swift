@@ -23,10 +23,10 @@ extension LinearGaussianModel {
     /// ```
     /// with `c_i = λ_i` on the kept directions and `c_i = s2` elsewhere. With `zeroOffset` the
     /// uncentred second moment replaces S; with a fixed s2 only directions with λ_i > s2 are kept.
-    /// The eigen-pairs come from ``principalDirections(of:about:keep:throughCovariance:)``: no
+    /// The eigen-pairs come from `principalDirections(of:about:keep:throughCovariance:)`: no
     /// `D × D` matrix when N < D.
     ///
-    /// - Throws: ``InputError`` when the data leave no noise to estimate (rank ≤ J).
+    /// - Throws: ``/ELBOLabNumerics/InputError`` when the data leave no noise to estimate (rank ≤ J).
     public static func maximumLikelihood(for data: Dataset, latent: Int,
                                          constraints: ModelConstraints = .free) throws -> MaximumLikelihoodFit {
         try maximumLikelihood(for: data, latent: latent, constraints: constraints, throughCovariance: data.prefersCovariance)
@@ -148,7 +148,7 @@ func solveRight(_ b: Matrix, _ a: Matrix) throws -> Matrix {
 extension LinearGaussianModel {
     /// One step of mean-field variational EM with both steps in closed form, in moment form:
     /// the E-step q_n = N(B(y_n − b), diag(v)) with `B = M⁻¹Wᵀ`, `v_j = s2/M_jj` (§6), then the
-    /// M-step that maximises the ELBO given those q_n (``maximizingELBO(data:q:constraints:)``).
+    /// M-step that maximises the ELBO given those q_n (`maximizingELBO(data:q:constraints:)`, in ELBOLabVariational).
     ///
     /// Because every m_n is affine in y_n, the M-step's sums reduce to the second moment S:
     /// ```

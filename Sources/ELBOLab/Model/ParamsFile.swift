@@ -16,7 +16,7 @@ public enum ParamsFile {
         ])
     }
 
-    /// Reads a model from `path`. - Throws: ``InputError`` naming the field that is wrong.
+    /// Reads a model from `path`. - Throws: ``/ELBOLabNumerics/InputError`` naming the field that is wrong.
     ///
     /// JSON's own types are kept apart (a number is never read from `true`, and `1` is never a
     /// boolean), so every number the writer emits, integers included, reads back.
@@ -26,7 +26,7 @@ public enum ParamsFile {
 
     /// Reads a model from the contents of a parameters file; `path` names the file in messages.
     ///
-    /// ``StrictJSON``, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
+    /// `StrictJSON`, not JSONSerialization: on Linux the latter rounds some numbers wrongly (it
     /// reads 0.30000000000000004 as 0.3000000000000001), so a written model would not read back.
     public static func parse(_ bytes: Data, path: String) throws -> LinearGaussianModel {
         let value = try StrictJSON.parse(bytes, path: path)

@@ -201,9 +201,15 @@ extension ELBOGradient {
     /// Estimates the gradient of the average ELBO at θ and q_n = N(m_n, diag(exp(ℓ_n))).
     ///
     /// - Parameters:
-    ///   - means: m_n, `B × J`. `logVariances`: ℓ_n = log v_n, `B × J`.
+    ///   - batch: the B data points, centred on the full data's mean.
+    ///   - model: θ, where the gradient is taken.
+    ///   - means: m_n, `B × J`.
+    ///   - logVariances: ℓ_n = log v_n, `B × J`.
+    ///   - estimator: the estimator; `.dreg` is `.reparam` with the `.stl` KL.
+    ///   - kl: how the KL term enters the Monte Carlo estimate (ignored by `.exact` and `.dreg`).
     ///   - samples: K draws per point (ignored by `.exact`).
-    ///   - baseline: score function with K > 1: subtract the leave-one-out baseline (the default);
+    ///   - rng: the draws ε, K matrices `B × J` in turn (none for `.exact`).
+    ///   - useBaseline: score function with K > 1: subtract the leave-one-out baseline (the default);
     ///     false gives the plain estimator, for the variance study.
     public static func meanField(batch: Batch, model: LinearGaussianModel, means: Matrix, logVariances: Matrix,
                                  estimator: GradientEstimator, kl: KLEstimator, samples: Int,

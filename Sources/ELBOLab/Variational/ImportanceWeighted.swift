@@ -38,10 +38,14 @@ public enum ImportanceWeightedBound {
     /// An estimate of the data-averaged L_K from `replicates` (≥ 2) independent values per point.
     ///
     /// - Parameters:
+    ///   - data: the N data points y_n.
+    ///   - model: θ, which the weights p_θ(y, z_k) use.
     ///   - q: one Gaussian per point of `data` (either family, shared or per-point covariance).
     ///   - particles: K ≥ 1.
+    ///   - replicates: R, the independent values per point behind the standard error (fewer
+    ///     than 2 is taken as 2).
     ///   - rng: the stream of every draw, in the order replicate → particle → point → latent.
-    /// - Throws: ``InputError`` for a q that does not fit the data, an invalid θ, or a q whose
+    /// - Throws: `InputError` for a q that does not fit the data, an invalid θ, or a q whose
     ///   log-weights are not finite (a zero or infinite variance).
     public static func estimate(data: Dataset, model: LinearGaussianModel, q: GaussianPosteriors,
                                 particles: Int, replicates: Int, rng: RandomSource) throws -> ImportanceWeightedEstimate {

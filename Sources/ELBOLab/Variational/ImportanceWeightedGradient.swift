@@ -56,10 +56,14 @@ public final class ImportanceWeightedGradient {
     /// Estimates the gradient of (1/B) Σ_n L_K,n at θ = `model` and q_n = N(m_n, diag(exp(ℓ_n))).
     ///
     /// - Parameters:
-    ///   - means, logVariances: m_n and ℓ_n, `B × J`.
+    ///   - batch: the B data points, centred on the full data's mean.
+    ///   - model: θ, where the gradient is taken.
+    ///   - means: m_n, `B × J`.
+    ///   - logVariances: ℓ_n = log v_n, `B × J`.
     ///   - particles: K ≥ 1.
+    ///   - estimator: IWAE or DReG for q's gradient (θ's is the same for both).
     ///   - rng: the draws, point by point, K·J each (for K = 1 the order of
-    ///     ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:)``).
+    ///     ``ELBOGradient/meanField(batch:model:means:logVariances:estimator:kl:samples:rng:baseline:)``).
     public func meanField(batch: Batch, model: LinearGaussianModel, means: Matrix, logVariances: Matrix,
                           particles: Int, estimator: ImportanceWeightedEstimator,
                           rng: RandomSource) -> ImportanceWeightedGradientEstimate {

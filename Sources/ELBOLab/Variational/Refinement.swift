@@ -27,7 +27,7 @@ public struct PerPointRefinement: Sendable, Equatable {
     }
 
     /// The refined means and log-variances (`N × J` each) from the proposal, at θ = `model`, with
-    /// `projections` = P = (Y − 1bᵀ)W (``LinearGaussianModel/projections(of:)``).
+    /// `projections` = P = (Y − 1bᵀ)W (``/ELBOLabModel/LinearGaussianModel/projections(of:)``).
     public func refine(means: Matrix, logVariances: Matrix, model: LinearGaussianModel,
                        projections: Matrix) throws -> (means: Matrix, logVariances: Matrix) {
         var m = means, l = logVariances

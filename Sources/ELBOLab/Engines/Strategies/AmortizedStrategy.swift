@@ -1,6 +1,6 @@
 extension Strategy {
     /// Part B of the notes: an encoder g_φ(y) fitted with θ held, alternating with θ (variational
-    /// EM; ``EncoderEngine``).
+    /// EM; `EncoderEngine`).
     public static let amortized = Strategy(
         name: "amortized",
         summary: "part B (amortization): an encoder g_φ(y) fitted by --encoder-steps steps with θ held, alternating with a θ step (variational EM).",

@@ -1,5 +1,5 @@
 extension Strategy {
-    /// Exact EM: exact posterior E-step, closed-form M-step (``ExactEMEngine``).
+    /// Exact EM: exact posterior E-step, closed-form M-step (`ExactEMEngine`).
     public static let em = Strategy(
         name: "em",
         summary: "exact EM: the notes' \"E step / M step\" with q = p(z|y) in closed form, parameter-expanded by default.",

@@ -1,6 +1,6 @@
 extension Strategy {
     /// Part C of the notes: θ and φ together by gradient ascent on the ELBO (the VAE;
-    /// ``EncoderEngine``).
+    /// `EncoderEngine`).
     public static let joint = Strategy(
         name: "joint",
         summary: "part C (joint training, the VAE): θ and φ together, by one L-BFGS iteration on the exact ELBO (the default) or one Adam step (--gradient reparam, …).",

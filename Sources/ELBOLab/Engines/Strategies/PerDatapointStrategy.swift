@@ -1,6 +1,6 @@
 extension Strategy {
     /// Part A of the notes: a Gaussian q_n per data point, optimised per point, alternating with θ
-    /// (``PerDatapointEngine``).
+    /// (`PerDatapointEngine`).
     public static let perDatapoint = Strategy(
         name: "per-datapoint",
         summary: "part A of the notes (variational inference): one Gaussian q_n per point, optimised by --e-solver, alternating with a θ step (--m-step).",

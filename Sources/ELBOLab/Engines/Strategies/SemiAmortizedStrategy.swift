@@ -1,6 +1,6 @@
 extension Strategy {
     /// Between parts A and B: the encoder proposes each q_n, R per-point gradient steps refine it,
-    /// θ steps on the refined q (``SemiAmortizedEngine``).
+    /// θ steps on the refined q (`SemiAmortizedEngine`).
     public static let semiAmortized = Strategy(
         name: "semi-amortized",
         summary: "between A and B: the encoder proposes each q_n, --refine-steps exact gradient steps per point refine it, θ steps on the refined q; the encoder trains on its own ELBO (no gradient flows through the steps).",
