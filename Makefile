@@ -69,7 +69,8 @@ fuzz: deps
 	$(SWIFT) build $(FUZZBUILD)
 	FUZZTIME=$(FUZZTIME) FUZZMAXLEN=$(FUZZMAXLEN) Fuzz/run.sh $(FUZZTARGETS)
 
-## docs: the library's API reference, a static DocC site in .build/docs/ (index.html): the ELBOLab
+## docs: the library's API reference, a static DocC site in .build/docs/ (serve the folder, e.g.
+## `python3 -m http.server -d .build/docs`, and open /documentation/): the ELBOLab
 ## page and one per layer module, combined into one site so that pages link across modules
 DOCTARGETS := ELBOLab ELBOLabNumerics ELBOLabModel ELBOLabVariational ELBOLabEngines ELBOLabExperiments
 docs: deps
