@@ -14,7 +14,7 @@ public struct StepWork: Sendable, Equatable {
     /// The status of the quasi-Newton solver the step ran, nil where it ran none.
     public var solverStatus: SolverStatus?
     /// Whether that solver minimises the whole objective the run climbs ((θ, φ) together, or
-    /// φ with θ held): then its ``SolverStatus/converged`` or ``SolverStatus/stalled`` means no
+    /// φ with θ held): then its `SolverStatus.converged` or `SolverStatus.stalled` means no
     /// further step can change anything, and the run stops.
     public var solverCoversObjective: Bool
     /// For per-point BFGS E-steps, how many points' minimisations ended in each status.
