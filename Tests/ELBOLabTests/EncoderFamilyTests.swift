@@ -45,17 +45,9 @@ struct EncoderFamilyTests {
 
     /// The encoder's exact average ELBO maximised in φ with θ held, by L-BFGS until it stalls.
     static func trained(_ start: AmortizedEncoder, data: Dataset, model: LinearGaussianModel) -> AmortizedEncoder {
-        let box = EncoderHolder(start), batch = Batch(data)
-        let lbfgs = LBFGSMinimizer(dimension: start.parameters.count) { x, grad in
-            box.encoder.parameters = Array(x)
-            let r = EncoderGradient.exactELBO(batch: batch, model: model, encoder: box.encoder)
-            for i in 0..<grad.count { grad[i] = -r.encoder[i] }
-            return -r.value
-        }
-        lbfgs.begin(at: start.parameters, initialStep: 0.1)
-        for _ in 0..<20_000 { if lbfgs.iterate() == .stalled { break } }
-        box.encoder.parameters = lbfgs.point
-        return box.encoder
+        let fit = FixedThetaEncoderFit(encoder: start, batch: Batch(data), model: model)
+        for _ in 0..<20_000 { if fit.solver.iterate() == .stalled { break } }
+        return fit.encoder
     }
 
     static func amortizationGap(_ encoder: AmortizedEncoder, data: Dataset, model: LinearGaussianModel) throws -> Double {
@@ -124,11 +116,6 @@ struct EncoderFamilyTests {
         o.encoder = .linear
         #expect(throws: InputError.self) { try o.validate(given: ["rank"]) }
     }
-}
-
-private final class EncoderHolder {
-    var encoder: AmortizedEncoder
-    init(_ encoder: AmortizedEncoder) { self.encoder = encoder }
 }
 
 @Suite("Amortisation gap at the family's optimum")

@@ -117,3 +117,36 @@ extension EncoderGradient {
         return (value, gTheta, gPhi)
     }
 }
+
+/// An encoder fitted with θ held: L-BFGS on the negative of its exact average ELBO in φ
+/// (``EncoderGradient/exactELBO(batch:model:encoder:)``), advanced by the caller through `solver`.
+package final class FixedThetaEncoderFit {
+    /// The encoder whose parameters the objective last set (a class: the closure writes to it).
+    private final class Evaluated {
+        var encoder: AmortizedEncoder
+        init(_ encoder: AmortizedEncoder) { self.encoder = encoder }
+    }
+    private let evaluated: Evaluated
+    /// The minimiser, begun at the encoder's parameters.
+    package let solver: LBFGSMinimizer
+
+    /// Begins the minimisation at `encoder`'s parameters, on `batch` at θ = `model`.
+    package init(encoder: AmortizedEncoder, batch: Batch, model: LinearGaussianModel, initialStep: Double = 0.1) {
+        let box = Evaluated(encoder)
+        evaluated = box
+        solver = LBFGSMinimizer(dimension: encoder.parameters.count) { x, grad in
+            box.encoder.parameters = Array(x)
+            let r = EncoderGradient.exactELBO(batch: batch, model: model, encoder: box.encoder)
+            for i in 0..<grad.count { grad[i] = -r.encoder[i] }
+            return -r.value
+        }
+        solver.begin(at: encoder.parameters, initialStep: initialStep)
+    }
+
+    /// The encoder at the solver's best point.
+    package var encoder: AmortizedEncoder {
+        var e = evaluated.encoder
+        e.parameters = solver.point
+        return e
+    }
+}

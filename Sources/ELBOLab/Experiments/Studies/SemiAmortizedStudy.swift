@@ -67,14 +67,8 @@ public enum SemiAmortizedStudy {
         for kind in s.encoders {
             var encoder = kind.make(data: data, latent: latent, hidden: s.hidden, using: RandomSource(seed: seed))
             // θ held: L-BFGS on the encoder's exact ELBO (§6) and its gradient in φ only.
-            let box = EncoderBox(encoder)
-            let lbfgs = LBFGSMinimizer(dimension: encoder.parameters.count) { x, grad in
-                box.encoder.parameters = Array(x)
-                let r = EncoderGradient.exactELBO(batch: batch, model: model, encoder: box.encoder)
-                for i in 0..<grad.count { grad[i] = -r.encoder[i] }
-                return -r.value
-            }
-            lbfgs.begin(at: encoder.parameters, initialStep: 0.1)
+            let fit = FixedThetaEncoderFit(encoder: encoder, batch: batch, model: model)
+            let lbfgs = fit.solver
             var steps = 0, rise = Double.infinity, last = -lbfgs.value, stalled = false
             while steps < s.trainSteps {
                 for _ in 0..<50 where !stalled {
@@ -85,7 +79,7 @@ public enum SemiAmortizedStudy {
                 last = -lbfgs.value
                 if stalled || abs(rise) < s.tolerance { break }
             }
-            encoder.parameters = lbfgs.point
+            encoder = fit.encoder
             guard encoder.parameters.allSatisfy({ $0.isFinite }) else {
                 throw InputError("the semi-amortized study's \(kind.rawValue) encoder diverged")
             }
@@ -168,10 +162,4 @@ public enum SemiAmortizedStudy {
         """
         return StudyFormat.frame(stem: "gap", width: 1100, header: header, body: "  plot \\\n    " + parts.joined(separator: ", \\\n    "))
     }
-}
-
-/// The encoder the L-BFGS objective evaluates (the closure sets its parameters).
-private final class EncoderBox {
-    var encoder: AmortizedEncoder
-    init(_ encoder: AmortizedEncoder) { self.encoder = encoder }
 }
