@@ -86,7 +86,7 @@ enum PlotScripts {
 
     struct Style {
         var color: String
-        var dash: Int
+        var dash: String
         var family: Int
     }
 
@@ -108,7 +108,8 @@ enum PlotScripts {
     /// Colour by family, dash (and a slight shade) by the run's place within its family.
     static func styles(_ runs: [ExperimentMeta.Run]) -> [Style] {
         var seen: [Int: Int] = [:]
-        let dashes = [1, 2, 4, 5, 3, 6]
+        // gnuplot's dash types 1–5, then a long dash: a sixth index would wrap to solid.
+        let dashes = ["1", "2", "4", "5", "3", "(18,6)"]
         let shades = [0, -0.25, 0.3, -0.45, 0.5, -0.1]
         return runs.map { r in
             let f = familyIndex(r.strategy)
