@@ -25,14 +25,7 @@ struct ImportanceWeightedOnePassTests {
             return
         }
         let rng = RandomSource(seed: 18)
-        let truth = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.3, using: rng)
-        var points = truth.sample(count: 150, using: rng)
-        for n in 0..<points.rows { points[n, 4] = 2.5 }
-        let data = Dataset(points: points)
-        var model = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.5, using: rng)
-        model.offset = (0..<7).map { _ in rng.gaussian() }
-        var encoder = LinearEncoder(data: data, latent: j)
-        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        let (data, model, encoder) = VT.linearEncoderCase(latent: j, count: 150, rng: rng)
         let minibatch = { var b = Batch(capacity: 41, dimension: 7, mean: data.mean); b.gather(from: data, rows: Array(7..<48)[...]); return b }()
         let reference = ImportanceWeightedGradient()
         for batch in [Batch(data), minibatch] {

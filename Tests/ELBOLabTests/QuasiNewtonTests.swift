@@ -153,14 +153,7 @@ struct FusedReparameterizedTests {
           arguments: cases)
     func matchesGenericPath(samples: Int, latent j: Int, onePass: Bool, kl: KLEstimator) throws {
         let rng = RandomSource(seed: 8)
-        let truth = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.3, using: rng)
-        var points = truth.sample(count: 302, using: rng)
-        for n in 0..<points.rows { points[n, 4] = 2.5 }
-        let data = Dataset(points: points)
-        var model = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.5, using: rng)
-        model.offset = (0..<7).map { _ in rng.gaussian() }
-        var encoder = LinearEncoder(data: data, latent: j)
-        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        let (data, model, encoder) = VT.linearEncoderCase(latent: j, count: 302, rng: rng)
         // The one-pass kernel runs on the full batch only; without it (or on another processor) both take two products.
         guard let fused = LinearEncoderReparameterized(data: data, kl: kl, onePass: onePass && Kernels.usable) else {
             // The path derivative needs the kernel; without it there is nothing to compare.

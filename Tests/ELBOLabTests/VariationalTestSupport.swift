@@ -277,4 +277,20 @@ enum VT {
     static func flat(_ e: MeanFieldGradientEstimate) -> [Double] {
         flat(e.model) + e.means.storage + e.logVariances.storage
     }
+
+    /// The one-pass kernels' test case: 7 columns (column 4 constant at 2.5, so its input scale
+    /// is the constant-column 1), `count` points from a random θ, then another random θ with an
+    /// offset and a linear encoder with weights N(0, 0.09), all drawn from `rng` in that order.
+    static func linearEncoderCase(latent j: Int, count: Int, rng: RandomSource)
+        -> (data: Dataset, model: LinearGaussianModel, encoder: LinearEncoder) {
+        let truth = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.3, using: rng)
+        var points = truth.sample(count: count, using: rng)
+        for n in 0..<points.rows { points[n, 4] = 2.5 }
+        let data = Dataset(points: points)
+        var model = LinearGaussianModel.random(dimension: 7, latent: j, noiseVariance: 0.5, using: rng)
+        model.offset = (0..<7).map { _ in rng.gaussian() }
+        var encoder = LinearEncoder(data: data, latent: j)
+        for i in encoder.parameters.indices { encoder.parameters[i] = 0.3 * rng.gaussian() }
+        return (data, model, encoder)
+    }
 }
