@@ -40,7 +40,7 @@ public enum Acceleration: String, Sendable, CaseIterable, Codable {
 }
 
 /// Every setting of a fit. The CLI's `fit` and the experiment runner both build engines from it.
-public struct FitOptions: Sendable, Equatable, Codable {
+public struct FitOptions: Sendable, Equatable {
     /// The inference strategy: what is fitted, and how.
     public var strategy: Strategy
     /// Latent dimension J.
