@@ -71,13 +71,16 @@ fuzz: deps
 
 ## docs: the library's API reference, a static DocC site in .build/docs/ (serve the folder, e.g.
 ## `python3 -m http.server -d .build/docs`, and open /documentation/): the ELBOLab
-## page and one per layer module, combined into one site so that pages link across modules
+## page and one per layer module, combined into one site so that pages link across modules;
+## then opened in headless Chromium (Tests/Browser/check_docs.py: each module page renders its
+## overview, links across modules open their pages; screenshots in .build/docs-check/)
 DOCTARGETS := ELBOLab ELBOLabNumerics ELBOLabModel ELBOLabVariational ELBOLabEngines ELBOLabExperiments
 docs: deps
 	rm -rf .build/docs
 	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation \
 	  $(addprefix --target ,$(DOCTARGETS)) --enable-experimental-combined-documentation \
 	  --disable-indexing --transform-for-static-hosting --output-path .build/docs
+	python3 Tests/Browser/check_docs.py .build/docs .build/docs-check
 
 clean:
 	rm -rf .build Fuzz/.build

@@ -28,13 +28,17 @@ let package = Package(
         // The layers, each importing only those below it (LayeringTests checks the import lines):
         // numerics (the only one that sees GSL), the model, variational inference, engines and
         // experiments. Each upper layer's folder is inside Sources/ELBOLab; ELBOLab itself only
-        // re-exports them, so a user imports one module.
+        // re-exports them, so a user imports one module. Each layer lists every layer below it,
+        // although the one under it re-exports the rest: `make docs` hands DocC only the archives
+        // of direct dependencies, so only those can be linked from doc comments.
         .target(name: "ELBOLabNumerics", dependencies: ["CGSL", "ELBOLabKernels"]),
         .target(name: "ELBOLabModel", dependencies: ["ELBOLabNumerics"], path: "Sources/ELBOLab/Model"),
-        .target(name: "ELBOLabVariational", dependencies: ["ELBOLabModel", "ELBOLabKernels"],
+        .target(name: "ELBOLabVariational", dependencies: ["ELBOLabModel", "ELBOLabNumerics", "ELBOLabKernels"],
                 path: "Sources/ELBOLab/Variational"),
-        .target(name: "ELBOLabEngines", dependencies: ["ELBOLabVariational"], path: "Sources/ELBOLab/Engines"),
-        .target(name: "ELBOLabExperiments", dependencies: ["ELBOLabEngines", .product(name: "Plot", package: "Plot"),
+        .target(name: "ELBOLabEngines", dependencies: ["ELBOLabVariational", "ELBOLabModel", "ELBOLabNumerics"],
+                path: "Sources/ELBOLab/Engines"),
+        .target(name: "ELBOLabExperiments", dependencies: ["ELBOLabEngines", "ELBOLabVariational", "ELBOLabModel",
+                                                           "ELBOLabNumerics", .product(name: "Plot", package: "Plot"),
                                                            .product(name: "Ink", package: "Ink")],
                 path: "Sources/ELBOLab/Experiments"),
         .target(name: "ELBOLab", dependencies: ["ELBOLabNumerics", "ELBOLabModel", "ELBOLabVariational",

@@ -14,8 +14,9 @@ public struct StepWork: Sendable, Equatable {
     /// The status of the quasi-Newton solver the step ran, nil where it ran none.
     public var solverStatus: SolverStatus?
     /// Whether that solver minimises the whole objective the run climbs ((θ, φ) together, or
-    /// φ with θ held): then its `SolverStatus.converged` or `SolverStatus.stalled` means no
-    /// further step can change anything, and the run stops.
+    /// φ with θ held): then its ``/ELBOLabNumerics/SolverStatus/converged`` or
+    /// ``/ELBOLabNumerics/SolverStatus/stalled`` means no further step can change anything, and
+    /// the run stops.
     public var solverCoversObjective: Bool
     /// For per-point BFGS E-steps, how many points' minimisations ended in each status.
     public var pointStatusCounts: SolverStatusCounts?
@@ -51,7 +52,7 @@ public protocol InferenceEngine: AnyObject {
 
 /// Builds the engine that `options` describe, starting from the seed's shared initial θ.
 ///
-/// - Throws: `InputError` when the options do not hold together (``FitOptions/validate(given:)``)
+/// - Throws: ``/ELBOLabNumerics/InputError`` when the options do not hold together (``FitOptions/validate(given:)``)
 ///   or do not fit the data.
 public func makeEngine(_ options: FitOptions, data: Dataset) throws -> InferenceEngine {
     try makeEngine(options, data: data, maximumLikelihood: nil)

@@ -111,7 +111,7 @@ public enum FitOptionTable {
     /// The settings `arguments` give (`--name value`, `--name=value`, `--flag`), on top of
     /// `options`, each checked; returns the names given.
     ///
-    /// - Throws: `InputError` for an unknown option, a missing or malformed value, or a
+    /// - Throws: ``/ELBOLabNumerics/InputError`` for an unknown option, a missing or malformed value, or a
     ///   value out of range, naming the option.
     public static func parse(_ arguments: [String], into options: inout FitOptions) throws -> Set<String> {
         var given = Set<String>()
@@ -460,7 +460,7 @@ extension FitOptions {
     ///
     /// - Parameter given: the options set explicitly; nil takes those whose value differs from
     ///   the default (for options built in code).
-    /// - Throws: `InputError` naming the option, e.g. `--hidden does not apply to this joint
+    /// - Throws: ``/ELBOLabNumerics/InputError`` naming the option, e.g. `--hidden does not apply to this joint
     ///   run: it is for amortized and joint with --encoder mlp`.
     public func validate(given: Set<String>? = nil) throws {
         let table = FitOptionTable.entries

@@ -22,7 +22,7 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case adam
     /// GSL's BFGS2 quasi-Newton method on the exact ELBO (needs the exact gradient).
     case bfgs
-    /// Limited-memory BFGS on the exact ELBO (needs the exact gradient): `LBFGSMinimizer`.
+    /// Limited-memory BFGS on the exact ELBO (needs the exact gradient): ``/ELBOLabNumerics/LBFGSMinimizer``.
     case lbfgs
 }
 

@@ -9,7 +9,7 @@ public enum HeldTheta: Sendable, Equatable {
     /// These parameters (read from a params.json).
     case fixed(LinearGaussianModel)
 
-    /// The model to hold for `data`. - Throws: `InputError` when its shape does not fit.
+    /// The model to hold for `data`. - Throws: ``/ELBOLabNumerics/InputError`` when its shape does not fit.
     public func model(for data: Dataset, latent: Int, constraints: ModelConstraints) throws -> LinearGaussianModel {
         switch self {
         case .mle:

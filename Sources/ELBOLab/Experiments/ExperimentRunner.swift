@@ -286,7 +286,7 @@ public struct ExperimentRunner: Sendable {
 
     /// The specs in `folder` (every `*.json`), in run order: by `order`, then by name.
     ///
-    /// - Throws: `InputError` for the first spec that does not load, or for two specs with one name.
+    /// - Throws: ``/ELBOLabNumerics/InputError`` for the first spec that does not load, or for two specs with one name.
     public static func specs(in folder: String) throws -> [ExperimentSpec] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {

@@ -78,7 +78,7 @@ public struct ExperimentMeta: Sendable, Equatable {
         ])
     }
 
-    /// Reads `meta.json` at `path`. - Throws: `InputError` naming the file and field.
+    /// Reads `meta.json` at `path`. - Throws: ``/ELBOLabNumerics/InputError`` naming the file and field.
     public static func read(path: String) throws -> ExperimentMeta {
         guard let bytes = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read it (is this a results folder written by `elbolab run`?)")

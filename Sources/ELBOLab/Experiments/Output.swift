@@ -4,7 +4,7 @@ import Foundation
 /// then is renamed over the target, so a reader never sees a half-written result.
 public enum AtomicFile {
     /// Writes `text` to `path` atomically.
-    /// - Throws: `InputError` naming the path and the reason (missing folder, no permission…).
+    /// - Throws: ``/ELBOLabNumerics/InputError`` naming the path and the reason (missing folder, no permission…).
     public static func write(_ text: String, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path

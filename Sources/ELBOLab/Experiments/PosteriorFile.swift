@@ -34,7 +34,7 @@ public enum PosteriorFile {
         return out
     }
 
-    /// Reads a posterior file. - Throws: `InputError` naming the file and what is wrong.
+    /// Reads a posterior file. - Throws: ``/ELBOLabNumerics/InputError`` naming the file and what is wrong.
     public static func read(path: String) throws -> GaussianPosteriors {
         try parse([UInt8](try readFile(path, what: "posterior file")), name: path)
     }

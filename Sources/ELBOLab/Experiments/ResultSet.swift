@@ -43,7 +43,7 @@ public enum ResultSet {
 
     /// Writes `files` into `folder` (created with its parents if missing), all or none.
     ///
-    /// - Throws: `InputError` naming the file that could not be written and why; the folder
+    /// - Throws: ``/ELBOLabNumerics/InputError`` naming the file that could not be written and why; the folder
     ///   then holds exactly what it held before (a folder that did not exist is not created).
     public static func write(_ files: [File], into folder: String) throws {
         let target = URL(fileURLWithPath: folder).standardizedFileURL

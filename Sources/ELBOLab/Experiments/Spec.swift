@@ -220,7 +220,7 @@ public struct VarianceSpec: Sendable {
 extension ExperimentSpec {
     /// Reads and checks the spec at `path`.
     ///
-    /// - Throws: `InputError` naming the file and the field, e.g.
+    /// - Throws: ``/ELBOLabNumerics/InputError`` naming the file and the field, e.g.
     ///   `experiments/ppca.json: runs[2].strategy: unknown strategy "vae" (expected one of mle, em, per-datapoint, amortized, joint)`.
     public static func load(path: String) throws -> ExperimentSpec {
         try parse(try readFile(path, what: "spec file"), path: path)

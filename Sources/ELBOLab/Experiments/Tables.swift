@@ -4,7 +4,7 @@ import Foundation
 /// report (summary and plots) is rebuilt from.
 ///
 /// Fields holding a comma, a quote or a line break are quoted (RFC 4180); numbers are written in
-/// their shortest exact form (`formatNumber(_:)`), so reading a table back gives the same values.
+/// their shortest exact form (``/ELBOLabNumerics/formatNumber(_:)``), so reading a table back gives the same values.
 public struct CSVTable: Sendable {
     public var header: [String]
     public var rows: [[String]]
@@ -31,7 +31,7 @@ public struct CSVTable: Sendable {
         }.joined(separator: ",") + "\n"
     }
 
-    /// Reads the table at `path`. - Throws: `InputError` naming the file and line.
+    /// Reads the table at `path`. - Throws: ``/ELBOLabNumerics/InputError`` naming the file and line.
     public static func read(path: String) throws -> CSVTable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("\(path): cannot read the file")
@@ -94,7 +94,7 @@ public struct CSVTable: Sendable {
         return CSVTable(header: header, rows: body, name: name)
     }
 
-    /// The index of column `name`. - Throws: `InputError` when it is missing.
+    /// The index of column `name`. - Throws: ``/ELBOLabNumerics/InputError`` when it is missing.
     public func column(_ column: String) throws -> Int {
         guard let i = header.firstIndex(of: column) else {
             throw InputError("\(name): has no column \"\(column)\" (columns: \(header.joined(separator: ", ")))")

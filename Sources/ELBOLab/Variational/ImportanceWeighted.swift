@@ -45,7 +45,7 @@ public enum ImportanceWeightedBound {
     ///   - replicates: R, the independent values per point behind the standard error (fewer
     ///     than 2 is taken as 2).
     ///   - rng: the stream of every draw, in the order replicate → particle → point → latent.
-    /// - Throws: `InputError` for a q that does not fit the data, an invalid θ, or a q whose
+    /// - Throws: ``/ELBOLabNumerics/InputError`` for a q that does not fit the data, an invalid θ, or a q whose
     ///   log-weights are not finite (a zero or infinite variance).
     public static func estimate(data: Dataset, model: LinearGaussianModel, q: GaussianPosteriors,
                                 particles: Int, replicates: Int, rng: RandomSource) throws -> ImportanceWeightedEstimate {

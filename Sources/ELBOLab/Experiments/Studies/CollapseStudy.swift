@@ -3,7 +3,7 @@ import Foundation
 /// Posterior collapse in the linear model (§16; Lucas et al. 2019): with the noise variance σ²
 /// held, the number of active units (Burda et al.'s A_j > 0.01) and each latent's average KL to
 /// the prior, fitted by a mean-field strategy, against the closed form of the MLE at that σ²
-/// (`CollapseDiagnostics.closedForm(eigenvalues:noiseVariance:latent:)`), over a sweep of σ²
+/// (``/ELBOLabVariational/CollapseDiagnostics/closedForm(eigenvalues:noiseVariance:latent:)``), over a sweep of σ²
 /// across the data's eigenvalues; then J larger than the data's true rank with σ² free.
 public enum CollapseStudy {
     public struct Settings: Sendable, Equatable {

@@ -3,11 +3,11 @@ import Foundation
 /// The amortisation gap against the number of per-point refinement steps R (§15; Kim et al.
 /// 2018) at θ held at the closed-form MLE: for each encoder (trained on its own ELBO at that θ
 /// to convergence), and for per-datapoint VI started from the prior q = N(0, I), R steps of
-/// `PerPointRefinement` and the exact gap of `Scorer.score(data:model:q:)`.
+/// ``/ELBOLabVariational/PerPointRefinement`` and the exact gap of ``/ELBOLabVariational/Scorer/score(data:model:q:)``.
 public enum SemiAmortizedStudy {
     public struct Settings: Sendable, Equatable {
         public var refineSteps: [Int] = [0, 1, 2, 5, 10, 20, 50, 100]
-        /// α; nil takes `PerPointRefinement.defaultRate(for:)`.
+        /// α; nil takes ``/ELBOLabVariational/PerPointRefinement/defaultRate(for:)``.
         public var refineRate: Double? = nil
         public var encoders: [EncoderKind] = [.linear, .mlp]
         /// The MLP's hidden units.
