@@ -106,6 +106,19 @@ public struct SymmetricEigen: Sendable {
     }
 }
 
+extension SymmetricEigen {
+    /// A^{-1/2} = V Λ^{-1/2} Vᵀ of the decomposed matrix, which must be positive definite.
+    public var inverseSquareRoot: Matrix {
+        let n = values.count
+        var root = Matrix(rows: n, cols: n)
+        for k in 0..<n {
+            let s = 1 / values[k].squareRoot()
+            for p in 0..<n { for q in 0..<n { root[p, q] += vectors[p, k] * s * vectors[q, k] } }
+        }
+        return root
+    }
+}
+
 /// The thin singular value decomposition `A = U Σ Vᵀ` of an `m × n` matrix with m ≥ n.
 public struct ThinSVD: Sendable {
     /// Singular values σ₁ ≥ σ₂ ≥ … ≥ σ_n ≥ 0.

@@ -148,6 +148,16 @@ struct MatrixTests {
         #expect(d.values == [5, 3, 1, -2])
     }
 
+    @Test("SymmetricEigen.inverseSquareRoot R of a positive definite A is symmetric with R A R = I", arguments: [1, 3, 7])
+    func inverseSquareRoot(n: Int) throws {
+        let r = nested(randomMatrix(n, n, seed: UInt64(50 + n)))
+        var a = naiveProduct(r, naiveTranspose(r))   // R Rᵀ + I: positive definite
+        for i in 0..<n { a[i][i] += 1 }
+        let root = nested(try SymmetricEigen(Matrix(a)).inverseSquareRoot)
+        #expect(maxRelativeDifference(root, naiveTranspose(root)) <= Tolerance.independentRoute)
+        #expect(maxRelativeDifference(naiveProduct(naiveProduct(root, a), root), naiveIdentity(n)) <= Tolerance.independentRoute)
+    }
+
     @Test("SymmetricEigen reconstructs A = U Λ Uᵀ with orthonormal U and descending eigenvalues",
           arguments: [1, 2, 6, 10])
     func eigenReconstructs(n: Int) throws {

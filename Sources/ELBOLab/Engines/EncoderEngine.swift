@@ -205,12 +205,7 @@ final class EncoderEngine: InferenceEngine {
         var phi = encoder.parameters   // the objective reads `encoder`: no inout access to it meanwhile
         let status = solver.minimize(&phi, maxIterations: max(1, options.encoderSteps), gradientTolerance: 1e-10, initialStep: 0.01).status
         encoder.parameters = phi
-        guard options.theta == nil else {   // θ held: the encoder's iterations are the whole step, over the whole objective
-            return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before,
-                            solverStatus: status, solverCoversObjective: true)
-        }
-        model = try closedFormModel()
-        return StepWork(dataPasses: Double(evaluations - before) + 1, gradientEvaluations: evaluations - before, solverStatus: status)
+        return try alternatingModelStep(evaluationsBefore: before, encoderStatus: status)
     }
 
     private func alternatingLimitedMemoryStep(_ solver: LBFGSMinimizer) throws -> StepWork {
@@ -223,7 +218,13 @@ final class EncoderEngine: InferenceEngine {
             if status != .progressing { break }
         }
         encoder.parameters = solver.point
-        guard options.theta == nil else {   // θ held: one minimisation over the whole objective
+        return try alternatingModelStep(evaluationsBefore: before, encoderStatus: status)
+    }
+
+    /// After a quasi-Newton encoder step: θ in closed form, or, with θ held, nothing (the encoder's
+    /// iterations were the whole step, over the whole objective).
+    private func alternatingModelStep(evaluationsBefore before: Int, encoderStatus status: SolverStatus) throws -> StepWork {
+        guard options.theta == nil else {
             return StepWork(dataPasses: Double(evaluations - before), gradientEvaluations: evaluations - before,
                             solverStatus: status, solverCoversObjective: true)
         }

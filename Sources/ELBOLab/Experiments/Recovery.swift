@@ -59,12 +59,6 @@ public struct Recovery: Sendable, Equatable {
         let top = eig.values.max() ?? 0
         // Rank loss: an eigenvalue this far below the largest is rounding, not a direction.
         guard top > 0, eig.values.allSatisfy({ $0 > 1e-12 * top }) else { return nil }
-        let j = gram.rows
-        var inverseRoot = Matrix(rows: j, cols: j)
-        for k in 0..<j {
-            let s = 1 / eig.values[k].squareRoot()
-            for p in 0..<j { for q in 0..<j { inverseRoot[p, q] += eig.vectors[p, k] * s * eig.vectors[q, k] } }
-        }
-        return a.multiplied(by: inverseRoot)
+        return a.multiplied(by: eig.inverseSquareRoot)
     }
 }

@@ -342,15 +342,7 @@ extension LowRankEncoder {
     public static func amortizationGap(model: LinearGaussianModel, data: Dataset, rank: Int) throws -> Double {
         let w = model.loadings
         let cross = symmetrized(w.multiplied(by: data.covarianceTimes(w), transposeSelf: true))
-        let inner = try SymmetricEigen(model.innerMatrix)
-        var root = Matrix(rows: model.latent, cols: model.latent)   // M^{-1/2}
-        for i in 0..<model.latent {
-            for k in 0..<model.latent {
-                var s = 0.0
-                for l in 0..<model.latent { s += inner.vectors[i, l] * inner.vectors[k, l] / inner.values[l].squareRoot() }
-                root[i, k] = s
-            }
-        }
+        let root = try SymmetricEigen(model.innerMatrix).inverseSquareRoot   // M^{-1/2}
         let whitened = symmetrized(root.multiplied(by: cross).multiplied(by: root))
         let lambdas = try SymmetricEigen(whitened).values
         return lambdas.dropFirst(max(0, rank)).reduce(0) { $0 + max(0, $1) } / (2 * model.noiseVariance)
